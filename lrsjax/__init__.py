@@ -1,0 +1,45 @@
+"""lrsjax: localized randomized smoothing and collective robustness certification in JAX.
+
+Public surface:
+  lrsjax.certify, lrsjax.Certificate   one-call certification of a multi-output model
+  lrsjax.stats        Clopper-Pearson, multiple-testing corrections, DKW bounds (host, float64)
+  lrsjax.base_certs   BaseCertificates and the certificates that produce them
+  lrsjax.collective   collective LP/MILP certificates on OR-Tools, composable problem transforms
+  lrsjax.noise        smoothing distributions (localized Gaussian grids, clustered Bernoulli)
+  lrsjax.sampling     jit/vmap sampling and counting kernels, sharded over devices
+  lrsjax.models, lrsjax.data, lrsjax.training, lrsjax.results
+
+Subpackages are imported on first use, so `import lrsjax` stays cheap.
+"""
+
+import importlib
+
+__version__ = "0.1.0"
+
+_SUBPACKAGES = (
+    "base_certs",
+    "cli",
+    "collective",
+    "data",
+    "models",
+    "noise",
+    "results",
+    "sampling",
+    "stats",
+    "training",
+)
+_FROM_CERTIFY = ("certify", "Certificate")
+
+__all__ = ["__version__", *_FROM_CERTIFY, *_SUBPACKAGES]
+
+
+def __getattr__(name):
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"lrsjax.{name}")
+    if name in _FROM_CERTIFY:
+        return getattr(importlib.import_module("lrsjax._certify"), name)
+    raise AttributeError(f"module 'lrsjax' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)
