@@ -66,9 +66,7 @@ def make_base_certificates(prediction, abstain, eta, group, weights, norm) -> Ba
     abstain = _checks.as_bool_array("abstain", abstain, ndim=1)
     group = _checks.as_int_array("group", group, ndim=1)
     prediction = _checks.as_int_array("prediction", prediction, ndim=1)
-    _checks.same_shape(
-        ("prediction", "abstain", "eta", "group"), (prediction, abstain, eta, group)
-    )
+    _checks.same_shape(("prediction", "abstain", "eta", "group"), (prediction, abstain, eta, group))
     num_groups = weights.shape[1]
     if group.size and (group.min() < 0 or group.max() >= num_groups):
         _checks.fail(
