@@ -1,0 +1,1 @@
+"""Data: synthetic generators (the built-in defaults) and loaders for real data sets."""

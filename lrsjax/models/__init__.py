@@ -1,0 +1,1 @@
+"""Flax models: U-Net for segmentation, GCN/APPNP over jraph graphs."""

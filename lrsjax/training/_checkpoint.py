@@ -1,0 +1,46 @@
+"""Checkpoints without pickle: flax msgpack bytes plus a JSON side file, written atomically."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+from flax import serialization
+
+from lrsjax.results import _atomic
+
+
+def save_checkpoint(path, params, metadata: dict | None = None) -> None:
+    """Writes `params` (any pytree of arrays) to `path` and `metadata` to `path` + '.json'.
+
+    Both files are written atomically; the JSON goes last, so its presence marks a complete
+    checkpoint.
+    """
+    path = pathlib.Path(path)
+    _atomic.write_bytes(path, serialization.to_bytes(params))
+    _atomic.write_json(path.with_name(path.name + ".json"), dict(metadata or {}))
+
+
+def load_checkpoint(path, target):
+    """Reads a checkpoint written by `save_checkpoint` into the structure of `target`.
+
+    Args:
+      path: the checkpoint file.
+      target: a pytree with the same structure (e.g. freshly initialised params).
+    Returns:
+      (params, metadata).
+    """
+    path = pathlib.Path(path)
+    meta_path = path.with_name(path.name + ".json")
+    if not path.is_file() or not meta_path.is_file():
+        raise FileNotFoundError(
+            f"`path` {str(path)!r} is not a complete checkpoint (need {path.name} and "
+            f"{meta_path.name}). Train first or point to an existing checkpoint."
+        )
+    params = serialization.from_bytes(target, path.read_bytes())
+    return params, json.loads(meta_path.read_text())
+
+
+def checkpoint_exists(path) -> bool:
+    path = pathlib.Path(path)
+    return path.is_file() and path.with_name(path.name + ".json").is_file()
