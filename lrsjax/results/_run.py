@@ -1,0 +1,774 @@
+"""Run directories: result-file schema, atomic per-item writes and resume.
+
+Schema (version `SCHEMA_VERSION` = 1) of one run directory:
+
+    RUN_DIR/
+      config.json            written once by `RunDir.start`
+      items/<item_id>.npz    arrays of one item (written first, atomically)
+      items/<item_id>.json   record of one item (written last, atomically: marks completion)
+      summary.json           `write_summary` (lrsjax.results._summary)
+      summary.txt            the same as a fixed-width table
+
+config.json:
+  schema_version  int, SCHEMA_VERSION
+  kind            "lrsjax-run"
+  task            "image" | "graph"
+  config          dict, the command's full configuration (all flags), JSON values only
+  seeds           dict, named seeds (ints or lists of ints)
+  versions        dict: lrsjax, jax, jaxlib, flax, optax, ortools, numpy, scipy, python
+                  (str, or null where a package is missing)
+  devices         list of {id, platform, device_kind, process_index} from jax.devices()
+  created_utc     ISO 8601 time of the first start
+  A run is identified by (schema_version, task, config, seeds): `RunDir.start` with the same
+  identity resumes, with a different one it fails (unless `overwrite=True`, which deletes the
+  old results).
+  versions/devices may differ on resume (a warning is issued).
+
+items/<item_id>.json (item_id: letters, digits, '.', '_', '-'; not starting with '.'):
+  schema_version  int
+  item_id         str, equal to the file name stem
+  task            "image" | "graph"
+  budget_kind     "l2" | "l1" | "binary"
+  num_classes     int C
+  num_outputs     int D, all outputs of the item (pixels / nodes)
+  num_evaluated   int, outputs that count (label != ignore label / held-out test nodes)
+  num_correct     int, evaluated, not abstained, prediction == label
+  num_abstained   int, evaluated and abstained
+  confusion       int [C + 1][C], rows predicted class (row C = abstained), columns true class,
+                  evaluated outputs only (so it sums to num_evaluated)
+  methods         {method name: method record}, e.g. "localized_lp", "localized_milp",
+                  "localized_naive", "isotropic_naive", "isotropic_holm"
+  timings         {name: seconds}, e.g. sampling_s, certify_s (floats or null)
+  seeds           {name: int or list of ints}, e.g. the JAX key data of this item
+  extra           dict, free-form JSON (optional)
+  arrays          {name: {"shape": [...], "dtype": str}} of the NPZ (filled by `write_item`)
+  npz_sha256      hex digest of the NPZ file (filled by `write_item`)
+
+method record (one per method, per item):
+  mode                   str: "lp" | "hull" | "milp" (collective), "naive", "holm",
+                         "bonferroni", "rank_levels", ... : which certificate produced the numbers
+  budgets                [B] floats (l2/l1 radii eps, strictly increasing, >= 0) or
+                         [B][2] ints (additions, deletions) for budget_kind "binary"
+  num_certified          [B] ints, certified outputs (target set "all": every evaluated,
+                         non-abstained output), a sound lower bound
+  num_certified_correct  [B] ints, certified and correct (target set "correct")
+  solver                 [B] str or null (e.g. "GLOP", "SCIP"; null for closed-form certificates)
+  status                 [B] str or null (e.g. "OPTIMAL", "TIME_LIMIT_BOUND", "LP_FALLBACK")
+  seconds                [B] floats or null, solve time per budget
+  certified_radius_sum   float or null: sum over evaluated outputs of the per-output certified
+                         radius if correct (else 0); set for methods with per-output radii
+  num_evaluated, num_correct, num_abstained, confusion: optional overrides of the item-level
+                         fields, for methods whose smoothing differs (e.g. isotropic baselines
+                         stored next to a localized run)
+  extra                  dict, free-form JSON (optional)
+
+items/<item_id>.npz (np.savez_compressed, loaded with allow_pickle=False; no object arrays):
+  prediction  int [H, W] (image) or [N] (graph), predicted class (any value where abstained)
+  abstain     bool, same shape
+  radius      float, same shape, per-output (naive) certified radius, 0 where abstained
+  labels      int, same shape (ignore label 255 for unlabelled pixels)
+  image       float [C, H, W] in [0, 1] (optional, image tasks; used by lrsjax-report)
+  evaluated   bool, same shape (optional; graph tasks: held-out test nodes)
+  <name>__<method>  optional per-method versions of the arrays above
+
+JSON never holds NaN or infinity (they become null); numpy scalars become Python numbers.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import importlib.metadata
+import json
+import math
+import numbers
+import pathlib
+import platform
+import re
+import warnings
+import zipfile
+
+import numpy as np
+
+from lrsjax import _checks
+from lrsjax.results import _atomic, _metrics
+
+SCHEMA_VERSION = 1
+TASKS = ("image", "graph")
+BUDGET_KINDS = ("l2", "l1", "binary")
+VERSIONED_PACKAGES = ("lrsjax", "jax", "jaxlib", "flax", "optax", "ortools", "numpy", "scipy")
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,199}")
+_ARRAY_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,199}")
+_IDENTITY = ("schema_version", "task", "config", "seeds")
+
+
+# --------------------------------------------------------------------------- JSON safety
+
+
+def to_jsonable(obj):
+    """A copy of `obj` that `json.dumps(..., allow_nan=False)` accepts.
+
+    numpy scalars and arrays become Python numbers and lists, NaN and +-inf become None, tuples
+    become lists, paths become strings. Dict keys must be strings. Anything else raises TypeError.
+    """
+    if obj is None or isinstance(obj, bool | str):
+        return obj
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    if isinstance(obj, numbers.Integral):
+        return int(obj)
+    if isinstance(obj, numbers.Real):
+        value = float(obj)
+        return value if math.isfinite(value) else None
+    if isinstance(obj, np.ndarray):
+        return to_jsonable(obj.tolist())
+    if isinstance(obj, dict):
+        out = {}
+        for key, value in obj.items():
+            if not isinstance(key, str):
+                raise TypeError(f"JSON object keys must be strings; got {key!r}. Use str keys.")
+            out[key] = to_jsonable(value)
+        return out
+    if isinstance(obj, list | tuple):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, pathlib.PurePath):
+        return str(obj)
+    raise TypeError(
+        f"cannot store a {type(obj).__name__} in a result file; got {obj!r:.80}. "
+        "Convert it to numbers, strings, lists or dicts."
+    )
+
+
+def _canonical(obj) -> str:
+    return json.dumps(to_jsonable(obj), sort_keys=True, allow_nan=False)
+
+
+# --------------------------------------------------------------------------- environment
+
+
+def collect_environment() -> dict:
+    """Library versions and the JAX devices of this process (for config.json)."""
+    versions = {}
+    for name in VERSIONED_PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    versions["python"] = platform.python_version()
+    try:
+        import jax
+
+        devices = [
+            {
+                "id": int(d.id),
+                "platform": str(d.platform),
+                "device_kind": str(getattr(d, "device_kind", "")),
+                "process_index": int(getattr(d, "process_index", 0)),
+            }
+            for d in jax.devices()
+        ]
+    except Exception as error:  # a broken accelerator setup must not lose the run's metadata
+        devices = [{"error": f"{type(error).__name__}: {error}"}]
+    return {"versions": versions, "devices": devices}
+
+
+# --------------------------------------------------------------------------- records
+
+
+def output_metrics(
+    prediction, labels, abstain, num_classes, *, evaluated=None, ignore_label=255
+) -> dict:
+    """Item-level (or method-level) metric fields computed from the per-output arrays.
+
+    Args:
+      prediction, labels: int arrays of one shape (labels hold `ignore_label` where unlabelled).
+      abstain: bool array, same shape.
+      num_classes: C.
+      evaluated: optional bool mask, same shape (e.g. test nodes); default: every output whose
+        label is not `ignore_label`.
+      ignore_label: excluded label (None for none).
+    Returns:
+      {"num_outputs", "num_evaluated", "num_correct", "num_abstained", "confusion"} (the schema).
+    """
+    prediction = _checks.as_int_array("prediction", prediction)
+    labels = _checks.as_int_array("labels", labels)
+    abstain = _checks.as_bool_array("abstain", abstain)
+    _checks.same_shape(("prediction", "labels", "abstain"), (prediction, labels, abstain))
+    if evaluated is None:
+        evaluated = np.ones(labels.shape, bool)
+    evaluated = _checks.as_bool_array("evaluated", evaluated)
+    _checks.same_shape(("labels", "evaluated"), (labels, evaluated))
+    prediction, labels, abstain = prediction[evaluated], labels[evaluated], abstain[evaluated]
+    confusion = _metrics.confusion_matrix(prediction, labels, num_classes, ignore_label, abstain)
+    counted = labels != ignore_label if ignore_label is not None else np.ones(labels.shape, bool)
+    return {
+        "num_outputs": int(evaluated.size),
+        "num_evaluated": int(counted.sum()),
+        "num_correct": int((counted & ~abstain & (prediction == labels)).sum()),
+        "num_abstained": int((counted & abstain).sum()),
+        "confusion": confusion.tolist(),
+    }
+
+
+def method_record(
+    mode,
+    budgets,
+    num_certified,
+    num_certified_correct,
+    *,
+    solver=None,
+    status=None,
+    seconds=None,
+    certified_radius_sum=None,
+    metrics=None,
+    extra=None,
+) -> dict:
+    """One method's entry of an item record (see the module docstring).
+
+    `solver`, `status`, `seconds` may be one value (repeated over the B budgets) or a list of B.
+    `metrics`: optional `output_metrics(...)` of this method's own prediction (its smoothing differs
+    from the item's); only num_evaluated, num_correct, num_abstained and confusion are kept.
+    """
+    budgets = to_jsonable(budgets)
+    num_budgets = len(budgets) if isinstance(budgets, list) else 0
+
+    def per_budget(value):
+        if isinstance(value, list | tuple | np.ndarray):
+            return to_jsonable(list(value))
+        return [to_jsonable(value)] * num_budgets
+
+    record = {
+        "mode": mode,
+        "budgets": budgets,
+        "num_certified": to_jsonable(num_certified),
+        "num_certified_correct": to_jsonable(num_certified_correct),
+        "solver": per_budget(solver),
+        "status": per_budget(status),
+        "seconds": per_budget(seconds),
+        "certified_radius_sum": to_jsonable(certified_radius_sum),
+    }
+    if metrics is not None:
+        for key in ("num_evaluated", "num_correct", "num_abstained", "confusion"):
+            record[key] = to_jsonable(metrics[key])
+    if extra:
+        record["extra"] = to_jsonable(extra)
+    return record
+
+
+def item_record(
+    item_id,
+    *,
+    task,
+    budget_kind,
+    num_classes,
+    prediction,
+    labels,
+    abstain,
+    methods,
+    evaluated=None,
+    ignore_label=255,
+    timings=None,
+    seeds=None,
+    extra=None,
+) -> dict:
+    """Builds and validates the record of one item from its per-output arrays.
+
+    `methods` maps method names to `method_record(...)` dicts. The metric fields come from
+    `output_metrics(prediction, labels, abstain, num_classes, ...)`.
+    """
+    metrics = output_metrics(
+        prediction, labels, abstain, num_classes, evaluated=evaluated, ignore_label=ignore_label
+    )
+    record = {
+        "schema_version": SCHEMA_VERSION,
+        "item_id": item_id,
+        "task": task,
+        "budget_kind": budget_kind,
+        "num_classes": num_classes,
+        **metrics,
+        "methods": dict(methods),
+        "timings": dict(timings or {}),
+        "seeds": dict(seeds or {}),
+    }
+    if extra:
+        record["extra"] = extra
+    return validate_item_record(record)
+
+
+def _bad(where: str, value, rule: str, fix: str = "") -> None:
+    _checks.fail(where, value, rule, fix)
+
+
+def _count(where: str, value, high: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        _bad(where, value, "must be an integer >= 0")
+    if high is not None and value > high:
+        _bad(where, value, f"must be <= {high}", "Counts cannot exceed the evaluated outputs.")
+    return int(value)
+
+
+def _check_metric_fields(where: str, rec: dict, num_classes: int) -> None:
+    n = _count(f"{where}['num_evaluated']", rec["num_evaluated"])
+    correct = _count(f"{where}['num_correct']", rec["num_correct"], n)
+    abstained = _count(f"{where}['num_abstained']", rec["num_abstained"], n)
+    if correct + abstained > n:
+        _bad(
+            f"{where}: num_correct + num_abstained",
+            correct + abstained,
+            f"must be <= num_evaluated = {n}",
+        )
+    try:
+        confusion = np.asarray(rec["confusion"])
+    except ValueError:
+        confusion = np.zeros(0)
+    if confusion.shape != (num_classes + 1, num_classes) or confusion.dtype.kind not in "iu":
+        _bad(
+            f"{where}['confusion']",
+            confusion,
+            f"must be an integer matrix of shape [{num_classes + 1}, {num_classes}]",
+            "Use output_metrics (confusion_matrix with the abstain mask).",
+        )
+    checks = (
+        ("sum", int(confusion.sum()), n, "num_evaluated"),
+        ("trace", int(np.trace(confusion[:num_classes])), correct, "num_correct"),
+        ("abstain row sum", int(confusion[num_classes].sum()), abstained, "num_abstained"),
+    )
+    for what, got, want, field in checks:
+        if np.any(confusion < 0) or got != want:
+            _bad(f"{where}['confusion']", confusion, f"{what} ({got}) must equal {field} ({want})")
+
+
+def _check_budgets(where: str, budgets, budget_kind: str) -> int:
+    if not isinstance(budgets, list) or not budgets:
+        _bad(where, budgets, "must be a non-empty list", "Pass the budget grid.")
+    if budget_kind == "binary":
+        ok = all(
+            isinstance(b, list)
+            and len(b) == 2
+            and all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in b)
+            and min(b) >= 0
+            for b in budgets
+        )
+        if not ok or len({tuple(b) for b in budgets}) != len(budgets):
+            _bad(
+                where,
+                budgets,
+                "must be distinct [additions, deletions] pairs of integers >= 0",
+                "Pass e.g. [[0, 0], [0, 1], [1, 0]].",
+            )
+    else:
+        ok = all(
+            isinstance(b, numbers.Real) and not isinstance(b, bool) and math.isfinite(b)
+            for b in budgets
+        )
+        if not ok or budgets[0] < 0 or np.any(np.diff(np.asarray(budgets, float)) <= 0):
+            _bad(where, budgets, "must be finite, >= 0 and strictly increasing", "Sort the grid.")
+    return len(budgets)
+
+
+def validate_item_record(record: dict) -> dict:
+    """Checks an item record against the schema and returns its JSON-safe copy.
+
+    Beyond types and shapes it checks consistency: the confusion matrix sums to num_evaluated,
+    its trace is num_correct, its abstain row num_abstained; per budget
+    0 <= num_certified_correct <= num_certified <= num_evaluated - num_abstained and
+    num_certified_correct <= num_correct.
+    """
+    if not isinstance(record, dict):
+        _bad("record", record, "must be a dict", "Build it with item_record.")
+    record = to_jsonable(record)
+    required = (
+        "schema_version",
+        "item_id",
+        "task",
+        "budget_kind",
+        "num_classes",
+        "num_outputs",
+        "num_evaluated",
+        "num_correct",
+        "num_abstained",
+        "confusion",
+        "methods",
+    )
+    missing = [key for key in required if key not in record]
+    if missing:
+        _bad("record", sorted(record), f"misses the field(s) {missing}", "See the schema.")
+    if record["schema_version"] != SCHEMA_VERSION:
+        _bad("record['schema_version']", record["schema_version"], f"must be {SCHEMA_VERSION}")
+    _check_item_id(record["item_id"])
+    _checks.one_of("record['task']", record["task"], TASKS)
+    _checks.one_of("record['budget_kind']", record["budget_kind"], BUDGET_KINDS)
+    num_classes = _checks.positive_int("record['num_classes']", record["num_classes"])
+    num_outputs = _count("record['num_outputs']", record["num_outputs"])
+    _count("record['num_evaluated']", record["num_evaluated"], num_outputs)
+    _check_metric_fields("record", record, num_classes)
+    methods = record["methods"]
+    if not isinstance(methods, dict) or not methods:
+        _bad("record['methods']", methods, "must be a non-empty dict", "Add method_record(...)s.")
+    for name, method in methods.items():
+        _check_method(name, method, record, num_classes)
+    for key in ("timings", "seeds", "extra"):
+        if key in record and not isinstance(record[key], dict):
+            _bad(f"record['{key}']", record[key], "must be a dict")
+    record.setdefault("timings", {})
+    record.setdefault("seeds", {})
+    return record
+
+
+def _check_method(name: str, method, record: dict, num_classes: int) -> None:
+    where = f"record['methods'][{name!r}]"
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or "__" in name:
+        _bad("method name", name, "must match [A-Za-z0-9_][A-Za-z0-9._-]* without '__'")
+    if not isinstance(method, dict):
+        _bad(where, method, "must be a dict", "Build it with method_record.")
+    for key in ("mode", "budgets", "num_certified", "num_certified_correct"):
+        if key not in method:
+            _bad(where, sorted(method), f"misses the field {key!r}", "Use method_record.")
+    if not isinstance(method["mode"], str) or not method["mode"]:
+        _bad(f"{where}['mode']", method["mode"], "must be a non-empty string", "e.g. 'lp'.")
+    num_budgets = _check_budgets(f"{where}['budgets']", method["budgets"], record["budget_kind"])
+    overrides = ["num_evaluated", "num_correct", "num_abstained", "confusion"]
+    present = [k for k in overrides if k in method]
+    if present and len(present) != len(overrides):
+        _bad(where, present, f"must override all of {overrides} or none", "Use output_metrics.")
+    source = method if present else record
+    if present:
+        _check_metric_fields(where, method, num_classes)
+    n = source["num_evaluated"]
+    certified = method["num_certified"]
+    certified_correct = method["num_certified_correct"]
+    for key, values in (("num_certified", certified), ("num_certified_correct", certified_correct)):
+        if not isinstance(values, list) or len(values) != num_budgets:
+            _bad(f"{where}['{key}']", values, f"must be a list of {num_budgets} counts")
+        for value in values:
+            _count(f"{where}['{key}']", value, n - source["num_abstained"])
+    for c, cc in zip(certified, certified_correct):
+        if cc > c or cc > source["num_correct"]:
+            _bad(
+                f"{where}['num_certified_correct']",
+                certified_correct,
+                "must not exceed num_certified nor num_correct at any budget",
+                "Certified-correct outputs are certified and correct.",
+            )
+    for key in ("solver", "status", "seconds"):
+        values = method.get(key)
+        if values is None:
+            method[key] = [None] * num_budgets
+        elif not isinstance(values, list) or len(values) != num_budgets:
+            _bad(f"{where}['{key}']", values, f"must be a list of {num_budgets} entries or None")
+    radius_sum = method.get("certified_radius_sum")
+    if radius_sum is not None and (not isinstance(radius_sum, numbers.Real) or radius_sum < 0):
+        _bad(f"{where}['certified_radius_sum']", radius_sum, "must be a number >= 0 or None")
+    method.setdefault("certified_radius_sum", None)
+
+
+def _check_item_id(item_id) -> str:
+    if not isinstance(item_id, str) or not _NAME.fullmatch(item_id):
+        _bad(
+            "item_id",
+            item_id,
+            "must be 1-200 characters of letters, digits, '.', '_' or '-', not starting with '.'",
+            "Use e.g. 'voc_2007_000033' or 'graph_0'.",
+        )
+    return item_id
+
+
+def _check_arrays(arrays) -> dict:
+    if not isinstance(arrays, dict):
+        _bad("arrays", arrays, "must be a dict of name -> array")
+    out = {}
+    for name, value in arrays.items():
+        if not isinstance(name, str) or not _ARRAY_NAME.fullmatch(name):
+            _bad("arrays", name, "names must be identifiers such as 'prediction'")
+        arr = np.asarray(value)
+        if arr.dtype.kind not in "biuf":
+            _bad(
+                f"arrays[{name!r}]",
+                arr,
+                "must be a boolean, integer or float array (no objects or strings)",
+                "Result files are loaded with allow_pickle=False.",
+            )
+        out[name] = arr
+    return out
+
+
+# --------------------------------------------------------------------------- run directory
+
+
+class RunDir:
+    """One run directory (see the module docstring for the schema).
+
+    `RunDir(path)` is a cheap handle; `RunDir.start(...)` creates or resumes a run,
+    `RunDir.existing(path)` opens one for reading. Items are written with `write_item`
+    (NPZ first, then the JSON record, each atomically), so an item is done exactly when both
+    files are complete; anything else (a leftover .tmp from a kill, a truncated file) is ignored
+    and the item is recomputed. A done item is never overwritten.
+    """
+
+    def __init__(self, path):
+        self.path = pathlib.Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    @property
+    def config_path(self) -> pathlib.Path:
+        return self.path / "config.json"
+
+    @property
+    def items_dir(self) -> pathlib.Path:
+        return self.path / "items"
+
+    def json_path(self, item_id) -> pathlib.Path:
+        return self.items_dir / f"{_check_item_id(item_id)}.json"
+
+    def npz_path(self, item_id) -> pathlib.Path:
+        return self.items_dir / f"{_check_item_id(item_id)}.npz"
+
+    # ---------------------------------------------------------------- config
+
+    @classmethod
+    def start(
+        cls, path, config, *, task=None, seeds=None, overwrite=False, environment=None
+    ) -> RunDir:
+        """Creates the run (writes config.json) or resumes it if the identity matches.
+
+        Args:
+          path: the run directory (created if missing).
+          config: dict, the command's full configuration (JSON values).
+          task: "image" or "graph"; default `config["task"]`.
+          seeds: dict of named seeds.
+          overwrite: if the directory holds a different run, delete its results and start over.
+          environment: {"versions", "devices"}; default `collect_environment()`.
+        Raises:
+          ValueError: the directory holds a different run (and not `overwrite`), or is unreadable.
+        """
+        run = cls(path)
+        if not isinstance(config, dict):
+            _bad(
+                "config",
+                config,
+                "must be a dict of flag values",
+                "Pass e.g. FLAGS.flag_values_dict().",
+            )
+        if task is not None and config.get("task", task) != task:
+            _bad("task", task, f"must equal config['task'] = {config['task']!r}", "Pass one task.")
+        task = config.get("task") if task is None else task
+        _checks.one_of("task", task, TASKS)
+        identity = {
+            "schema_version": SCHEMA_VERSION,
+            "task": task,
+            "config": to_jsonable(config),
+            "seeds": to_jsonable(dict(seeds or {})),
+        }
+        if run.config_path.exists():
+            try:
+                old = json.loads(run.config_path.read_text())
+                old_identity = {key: old[key] for key in _IDENTITY}
+            except (OSError, ValueError, KeyError, TypeError) as error:
+                if not overwrite:
+                    raise ValueError(
+                        f"{run.config_path} is unreadable or not an lrsjax run config ({error}). "
+                        "Pass --overwrite to start a new run there, or choose another directory."
+                    ) from None
+                old_identity = None
+            if old_identity is not None and _canonical(old_identity) == _canonical(identity):
+                run._warn_environment(old, environment)
+                return run
+            if not overwrite:
+                raise ValueError(
+                    f"{run.path} already holds a different run: {_diff(old_identity, identity)}. "
+                    "Rerun with the same configuration to resume, pass --overwrite to delete the "
+                    "old results, or choose another output directory."
+                )
+            run._delete_results()
+        elif run._result_files():
+            if not overwrite:
+                raise ValueError(
+                    f"{run.path} holds result files but no config.json, so it cannot be resumed "
+                    "safely. Pass --overwrite to delete them, or choose another directory."
+                )
+            run._delete_results()
+        env = collect_environment() if environment is None else environment
+        content = {
+            **identity,
+            "kind": "lrsjax-run",
+            "versions": env.get("versions", {}),
+            "devices": env.get("devices", []),
+            "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+        }
+        run.items_dir.mkdir(parents=True, exist_ok=True)
+        _atomic.write_json(run.config_path, to_jsonable(content))
+        return run
+
+    @classmethod
+    def existing(cls, path) -> RunDir:
+        """Opens a run directory for reading; clear errors if it is missing or not a run."""
+        run = cls(path)
+        if not run.path.is_dir():
+            raise FileNotFoundError(
+                f"run directory {str(run.path)!r} does not exist. Pass the --out_dir of a "
+                "finished or running lrsjax-certify command."
+            )
+        run.read_config()
+        return run
+
+    def read_config(self) -> dict:
+        """The parsed config.json (ValueError/FileNotFoundError with the fix if unusable)."""
+        if not self.config_path.is_file():
+            raise FileNotFoundError(
+                f"{str(self.path)!r} is not an lrsjax run directory (no config.json). Pass the "
+                "--out_dir of an lrsjax-certify command."
+            )
+        try:
+            config = json.loads(self.config_path.read_text())
+        except (OSError, ValueError) as error:
+            raise ValueError(f"{self.config_path} is unreadable ({error}).") from None
+        if not isinstance(config, dict) or config.get("schema_version") != SCHEMA_VERSION:
+            raise ValueError(
+                f"{self.config_path} has schema_version "
+                f"{config.get('schema_version') if isinstance(config, dict) else None!r}; this "
+                f"lrsjax reads version {SCHEMA_VERSION}. Use the lrsjax version that wrote it."
+            )
+        return config
+
+    def _warn_environment(self, old: dict, environment) -> None:
+        env = collect_environment() if environment is None else environment
+        if to_jsonable(env.get("versions")) != old.get("versions"):
+            warnings.warn(
+                f"resuming {self.path} with different library versions: "
+                f"{_diff(old.get('versions'), to_jsonable(env.get('versions')))}",
+                stacklevel=3,
+            )
+
+    def _result_files(self) -> list[pathlib.Path]:
+        files = []
+        if self.items_dir.is_dir():
+            files += [p for p in self.items_dir.iterdir() if p.suffix in (".json", ".npz", ".tmp")]
+        files += [p for p in (self.path / "summary.json", self.path / "summary.txt") if p.exists()]
+        return files
+
+    def _delete_results(self) -> None:
+        for file in self._result_files():
+            file.unlink()
+        if self.config_path.exists():
+            self.config_path.unlink()
+
+    # ---------------------------------------------------------------- items
+
+    def is_done(self, item_id) -> bool:
+        """True iff the item's JSON record and NPZ are both complete and consistent."""
+        return self._load_done_record(item_id) is not None
+
+    def _load_done_record(self, item_id) -> dict | None:
+        json_path, npz_path = self.json_path(item_id), self.npz_path(item_id)
+        try:
+            record = json.loads(json_path.read_text())
+            if (
+                not isinstance(record, dict)
+                or record.get("schema_version") != SCHEMA_VERSION
+                or record.get("item_id") != item_id
+                or not isinstance(record.get("arrays"), dict)
+                or not isinstance(record.get("npz_sha256"), str)
+            ):
+                return None
+            with zipfile.ZipFile(npz_path) as archive:
+                names = set(archive.namelist())
+            if names != {f"{name}.npy" for name in record["arrays"]}:
+                return None
+        except (OSError, ValueError, zipfile.BadZipFile):
+            return None
+        return record
+
+    def done_items(self) -> list[str]:
+        """Sorted ids of the finished items."""
+        if not self.items_dir.is_dir():
+            return []
+        ids = [p.stem for p in self.items_dir.glob("*.json") if _NAME.fullmatch(p.stem)]
+        return sorted(i for i in ids if self.is_done(i))
+
+    def pending(self, item_ids) -> list[str]:
+        """The ids of `item_ids` that are not done yet, in the given order."""
+        return [i for i in item_ids if not self.is_done(i)]
+
+    def write_item(self, item_id, record: dict, arrays: dict) -> None:
+        """Validates and writes one finished item: NPZ first, then the JSON record (atomically).
+
+        Raises ValueError if the item is already done (finished items are never overwritten) or
+        the record/arrays break the schema. Leftover files of an interrupted attempt are replaced.
+        """
+        _check_item_id(item_id)
+        if self.is_done(item_id):
+            raise ValueError(
+                f"item {item_id!r} is already finished in {self.path}; finished items are never "
+                "overwritten. Skip done items (RunDir.pending) or use a new run directory."
+            )
+        record = validate_item_record(record)
+        if record["item_id"] != item_id:
+            _bad("record['item_id']", record["item_id"], f"must equal item_id={item_id!r}")
+        arrays = _check_arrays(arrays)
+        self.items_dir.mkdir(parents=True, exist_ok=True)
+        self._remove_stale_tmp(item_id)
+        npz_path = self.npz_path(item_id)
+        with _atomic.atomic_path(npz_path) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez_compressed(f, **arrays)
+        record["arrays"] = {
+            name: {"shape": list(arr.shape), "dtype": arr.dtype.str} for name, arr in arrays.items()
+        }
+        record["npz_sha256"] = _sha256(npz_path)
+        _atomic.write_json(self.json_path(item_id), record)
+
+    def load_record(self, item_id) -> dict:
+        """The JSON record of a done item."""
+        record = self._load_done_record(item_id)
+        if record is None:
+            raise FileNotFoundError(
+                f"item {item_id!r} is not finished in {self.path}. Done items: "
+                f"{self.done_items()[:10]}"
+            )
+        return record
+
+    def load_item(self, item_id, *, verify=False) -> tuple[dict, dict[str, np.ndarray]]:
+        """(record, arrays) of a done item; `verify=True` also checks the NPZ's sha256."""
+        record = self.load_record(item_id)
+        npz_path = self.npz_path(item_id)
+        if verify and _sha256(npz_path) != record["npz_sha256"]:
+            raise ValueError(f"{npz_path} does not match the sha256 in its record (corrupted).")
+        with np.load(npz_path, allow_pickle=False) as data:
+            arrays = {name: data[name] for name in data.files}
+        return record, arrays
+
+    def _remove_stale_tmp(self, item_id) -> None:
+        for name in (f"{item_id}.json", f"{item_id}.npz"):
+            for tmp in self.items_dir.glob(f".{glob_escape(name)}.*.tmp"):
+                tmp.unlink(missing_ok=True)
+
+
+def glob_escape(text: str) -> str:
+    return re.sub(r"([*?\[])", r"[\1]", text)
+
+
+def _sha256(path: pathlib.Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _diff(old, new) -> str:
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return f"{old!r:.120} != {new!r:.120}"
+    parts = []
+    for key in sorted(set(old) | set(new)):
+        if key not in old:
+            parts.append(f"{key} added")
+        elif key not in new:
+            parts.append(f"{key} removed")
+        elif _canonical(old[key]) != _canonical(new[key]):
+            if isinstance(old[key], dict) and isinstance(new[key], dict):
+                parts.append(f"{key}: ({_diff(old[key], new[key])})")
+            else:
+                parts.append(f"{key}: {old[key]!r:.60} -> {new[key]!r:.60}")
+    return "; ".join(parts) or "no difference"
