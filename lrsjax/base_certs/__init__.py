@@ -1,5 +1,8 @@
 """Base certificates: per-output certificates in the linear form of SPEC 5."""
 
+from lrsjax.base_certs._continuous import gaussian, isotropic_radius, laplace_l1, uniform_l1
+from lrsjax.base_certs._naive import naive_certified
+from lrsjax.base_certs._sparse_smoothing import sparse_smoothing_grid, sparse_smoothing_worst_mass
 from lrsjax.base_certs._types import (
     BUDGET_KINDS,
     NORMS,
@@ -7,3 +10,21 @@ from lrsjax.base_certs._types import (
     budget_totals,
     make_base_certificates,
 )
+from lrsjax.base_certs._variance import bernoulli_costs, variance_constrained
+
+__all__ = [
+    "BUDGET_KINDS",
+    "NORMS",
+    "BaseCertificates",
+    "bernoulli_costs",
+    "budget_totals",
+    "gaussian",
+    "isotropic_radius",
+    "laplace_l1",
+    "make_base_certificates",
+    "naive_certified",
+    "sparse_smoothing_grid",
+    "sparse_smoothing_worst_mass",
+    "uniform_l1",
+    "variance_constrained",
+]
