@@ -23,6 +23,7 @@ _SUBPACKAGES = (
     "data",
     "models",
     "noise",
+    "pipelines",
     "results",
     "sampling",
     "stats",

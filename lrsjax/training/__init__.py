@@ -1,3 +1,23 @@
 """Noise-augmented training of segmentation and graph models (optax), and checkpoints."""
 
 from lrsjax.training._checkpoint import checkpoint_exists, load_checkpoint, save_checkpoint
+from lrsjax.training._graph import (
+    GraphTrainHistory,
+    load_graph_model,
+    save_graph_model,
+    train_graph_model,
+)
+from lrsjax.training._segmentation import (
+    SegmentationEval,
+    SegmentationNoise,
+    TrainHistory,
+    evaluate_segmentation,
+    load_segmentation_model,
+    make_noisy_loss,
+    noisy_batch,
+    pixel_cells,
+    save_segmentation_model,
+    segmentation_loss,
+    segmentation_noise,
+    train_segmentation,
+)

@@ -1,0 +1,485 @@
+"""`certify`: localized randomized smoothing certificates of one input of a multi-output model.
+
+The certification core (SPEC 3, 4, 5), in the style of Cohen et al.'s `core.py`: for every smoothing
+group, select each output's class by majority vote on `n0` noisy samples, estimate on `n` FRESH
+samples, bound on the host in float64 with a correction that holds simultaneously for all tested
+outputs, abstain where the bound does not beat 1/2, and return base certificates in the linear form
+that `lrsjax.collective` consumes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lrsjax import _checks, base_certs, stats
+from lrsjax._sparse import SparseBinary
+from lrsjax.base_certs import BaseCertificates
+from lrsjax.noise._smoothing import Smoothing, check_smoothing
+from lrsjax.sampling import _kernels
+
+CORRECTIONS = ("bonferroni", "rank_levels", "holm")
+CERTIFICATES = ("neyman_pearson", "variance")
+
+
+class Certificate(NamedTuple):
+    """The result of `certify` for one input. Arrays are numpy, on the host; `D` = number of outputs
+    (`prod(output_shape)`, row-major: pixel `(h, w)` is output `h * W + w`; node `i` is output `i`).
+
+    Fields:
+      prediction: int64 [D], the smoothed prediction (majority vote on the `n0` selection samples);
+        meaningless where `abstain`.
+      abstain: bool [D], True where nothing is certified (untested outputs, bounds not above 1/2, or
+        outputs rejected by the Holm test).
+      tested: bool [D], the outputs counted in the multiple-testing correction (`outputs`).
+      p_lower: float64 [D] or None: Neyman-Pearson certificates: lower bound on the probability of
+        `prediction` (Clopper-Pearson, corrected); with `correction="holm"`, `tau` where the test
+        passed and 0 where not. NaN where untested. None for the variance certificate.
+      mu_lower, zeta_upper: float64 [D] or None: variance certificate: DKW lower bound on the mean
+        softmax score of `prediction` and upper bound on its second moment about the histogram mean
+        (>= the variance). NaN where untested. None otherwise.
+      radius: float64 [D] or None: Gaussian smoothing: the naive certified l2 radius of every
+        output, `sqrt(eta / max_j W[group, j])` (isotropic: `sigma * Phi^{-1}(p_lower)`): the
+        prediction is kept for every `||x' - x||_2 < radius`. 0 where abstained. None for Bernoulli
+        smoothing.
+      binary_radius: float64 [D, 2] or None: Bernoulli smoothing: the largest number of added bits
+        (column 0, no deletions) and of deleted bits (column 1, no additions) certified for every
+        output on its own, anywhere in the input (`inf` if the cost is 0). 0 where abstained.
+      counts: int64 [D] or None: consistency counts (estimation samples whose argmax equals
+        `prediction`), Neyman-Pearson certificates.
+      histogram: int64 [D, num_bins] or None: variance certificate: histogram of the estimation
+        samples' softmax score of `prediction` on `num_bins` equal bins of [0, 1].
+      select_votes: int64 [D, num_classes]: class votes of the `n0` selection samples.
+      base_certs: `BaseCertificates` for `lrsjax.collective` (norm "l2" for Gaussian, "binary" for
+        the variance certificate of Bernoulli smoothing), or None for the isotropic sparse-smoothing
+        (Neyman-Pearson) certificate, which is not linear: see `sparse_grid`.
+      sparse_grid: bool [D, max_flips[0] + 1, max_flips[1] + 1] or None: Bernoulli smoothing with
+        `certificate="neyman_pearson"`: entry `[n, r_a, r_d]` certifies output n against at most
+        `r_a` additions and `r_d` deletions (Bojchevski et al. 2020).
+      output_shape: tuple, shape of the outputs, e.g. (H, W) or (N,).
+      method: str, which certificate, statistics and correction produced the numbers.
+      alpha: float, the family-wise error probability.
+      num_samples: (n0, n).
+    """
+
+    prediction: np.ndarray
+    abstain: np.ndarray
+    tested: np.ndarray
+    p_lower: np.ndarray | None
+    mu_lower: np.ndarray | None
+    zeta_upper: np.ndarray | None
+    radius: np.ndarray | None
+    binary_radius: np.ndarray | None
+    counts: np.ndarray | None
+    histogram: np.ndarray | None
+    select_votes: np.ndarray
+    base_certs: BaseCertificates | None
+    sparse_grid: np.ndarray | None
+    output_shape: tuple
+    method: str
+    alpha: float
+    num_samples: tuple
+
+
+def certify(
+    key,
+    apply_fn: Callable,
+    params,
+    x,
+    smoothing: Smoothing,
+    *,
+    n0: int,
+    n: int,
+    alpha: float,
+    batch_size: int,
+    correction: str = "bonferroni",
+    outputs=None,
+    tau: float | None = None,
+    certificate: str | None = None,
+    num_features: int | None = None,
+    num_bins: int = 1024,
+    max_flips=(16, 16),
+    addition_capacity: int | None = None,
+    devices=None,
+) -> Certificate:
+    """Certifies every (tested) output of a multi-output model under localized smoothing.
+
+    Guarantee. For each smoothing group `k`, `n0` i.i.d. samples of the group's noise select each
+    output's class; `n` fresh i.i.d. samples then bound, for every tested output at once, the
+    probability of that class (or the mean and variance of its softmax score). With probability
+    at least `1 - alpha` over the sampling, ALL returned bounds hold simultaneously, so every output
+    that does not abstain keeps `prediction` for every perturbation `x'` its base certificate
+    allows (SPEC 5): Gaussian smoothing, for every `x'` with
+    `sum_j ||x'_j - x_j||^2 / S[k, j]^2 < Phi^{-1}(p_lower)^2` (in particular `||x' - x||_2 <
+    radius`); Bernoulli smoothing (variance certificate), for every `x'` whose added/deleted bits
+    per cluster `b` satisfy `sum_j W[add, k, j] b_add[j] + W[del, k, j] b_del[j] < eta`. The bounds
+    hold jointly, so the collective certificate (`lrsjax.collective`) may use all of them at once.
+
+    Statistics (host, float64): Neyman-Pearson certificates use one-sided Clopper-Pearson bounds on
+    the consistency counts at level `alpha / N_tested` (`correction="bonferroni"`, default, sound
+    under any dependence); `"holm"` is SegCertify's fixed-threshold test (outputs whose
+    probability provably exceeds `tau` get `p_lower = tau`, the others abstain; sound);
+    `"rank_levels"` gives the i-th smallest count the level `alpha / i` as the research code does:
+    NO simultaneous-coverage proof is known, it exists only to reproduce published numbers. The
+    variance certificate uses
+    one DKW band at level `alpha / N_tested` for the mean and the second moment (SPEC 4).
+
+    Args:
+      key: JAX PRNG key; the same key gives the same result (also on any number of devices).
+      apply_fn: `apply_fn(params, x) -> logits` for ONE example. Images: `x` float32 [C, H, W] ->
+        [H, W, num_classes]. Graphs: `x` a `SparseBinary` with capacity `x.capacity +
+        addition_capacity` (or dense float32 [N, F] when `x` is dense) -> [N, num_classes]. Masked
+        pixels arrive as 0. Pass the same function object each time to reuse compilations.
+      params: the model's parameters (any pytree; passed through).
+      x: the clean input: image [C, H, W] (float, finite), or graph attributes as a `SparseBinary`
+        (pass `num_features`) or a dense 0/1 array [N, F].
+      smoothing: an `lrsjax.noise.Smoothing` (`localized_gaussian`, `clustered_bernoulli`, ...).
+      n0: selection samples per group (>= 1).
+      n: estimation samples per group (>= 1).
+      alpha: family-wise error probability in (0, 1).
+      batch_size: samples per model call.
+      correction: "bonferroni" (default), "holm" (needs `tau`; Neyman-Pearson only) or
+        "rank_levels" (Neyman-Pearson only; no proof, reproduction only).
+      outputs: optional bool mask (output shape or [D]) or int array of flat output indices: the
+        outputs to test (graphs: the held-out test nodes). Only they enter the Bonferroni divisor;
+        the others abstain. Groups without tested outputs are not sampled.
+      tau: Holm threshold in (1/2, 1).
+      certificate: "neyman_pearson" (default for Gaussian: anisotropic Gaussian certificate; for
+        Bernoulli: the isotropic sparse-smoothing certificate, which needs a single flip pair) or
+        "variance" (default for Bernoulli: variance-constrained, localized).
+      num_features: F, required when `x` is a `SparseBinary`.
+      num_bins: histogram bins of the variance certificate (power of two).
+      max_flips: (max additions, max deletions) of `sparse_grid` (sparse-smoothing certificate).
+      addition_capacity: slots for added bits per sparse sample (default: Poisson tail bound with
+        overflow probability < 1e-12 per sample; overflow is detected and raises).
+      devices: devices to spread the samples over (default `jax.devices()`).
+    Returns:
+      A `Certificate`.
+    Raises:
+      ValueError before any compilation for invalid arguments (including logits of the wrong shape,
+      found with `jax.eval_shape`); RuntimeError if a sparse sample overflowed its capacity.
+    """
+    smoothing = check_smoothing(smoothing)
+    n0 = _checks.positive_int("n0", n0)
+    n = _checks.positive_int("n", n)
+    batch_size = _checks.positive_int("batch_size", batch_size)
+    alpha = _checks.probability("alpha", alpha)
+    _checks.one_of("correction", correction, CORRECTIONS)
+    if not callable(apply_fn):
+        _checks.fail("apply_fn", apply_fn, "must be callable", "Pass `apply_fn(params, x)`.")
+    gaussian = smoothing.kind == "gaussian"
+    if certificate is None:
+        certificate = "neyman_pearson" if gaussian else "variance"
+    _checks.one_of("certificate", certificate, CERTIFICATES)
+    if certificate == "variance" and correction != "bonferroni":
+        _checks.fail(
+            "correction",
+            correction,
+            "must be 'bonferroni' for the variance certificate (DKW at alpha / N_tested)",
+            "Drop `correction`.",
+        )
+    if correction == "holm":
+        if tau is None:
+            _checks.fail("tau", tau, "is required with correction='holm'", "Pass e.g. tau=0.75.")
+        tau = _checks.probability("tau", tau)
+        if tau <= 0.5:
+            _checks.fail("tau", tau, "must be > 1/2 (nothing is certified below)", "")
+    elif tau is not None:
+        _checks.fail("tau", tau, "is only used with correction='holm'", "Drop `tau`.")
+    if not gaussian and certificate == "neyman_pearson":
+        flips = (np.unique(smoothing.theta_plus), np.unique(smoothing.theta_minus))
+        if flips[0].size != 1 or flips[1].size != 1:
+            _checks.fail(
+                "certificate",
+                certificate,
+                "'neyman_pearson' for Bernoulli smoothing needs one flip pair for every group "
+                "and region (isotropic sparse smoothing)",
+                "Use certificate='variance' for clustered smoothing, or isotropic_bernoulli(...).",
+            )
+        max_add = _checks.positive_int("max_flips[0]", tuple(max_flips)[0], minimum=0)
+        max_del = _checks.positive_int("max_flips[1]", tuple(max_flips)[1], minimum=0)
+
+    output_shape = smoothing.output_shape
+    num_outputs = smoothing.num_outputs
+    tested = _tested_mask(outputs, output_shape)
+    if not tested.any():
+        _checks.fail("outputs", outputs, "must select at least one output", "")
+    x, input_format, num_cols, example = _check_input(x, smoothing, num_features)
+    if input_format == "sparse" and addition_capacity is None:
+        addition_capacity = _kernels.default_addition_capacity(smoothing, num_cols)
+    if input_format == "sparse":
+        addition_capacity = _checks.positive_int("addition_capacity", addition_capacity)
+        example = _example_sparse(x, addition_capacity)
+    num_classes = _num_classes(apply_fn, params, example, output_shape)
+
+    flat_group = smoothing.group.reshape(-1)
+    active = np.zeros(smoothing.num_groups, bool)
+    active[np.unique(flat_group[tested])] = True
+    num_tested = int(tested.sum())
+
+    common = dict(
+        batch_size=batch_size,
+        num_classes=num_classes,
+        num_bins=num_bins,
+        input_format=input_format,
+        num_cols=num_cols,
+        addition_capacity=addition_capacity,
+        devices=devices,
+    )
+    key_select, key_estimate = jax.random.split(key)
+    votes_counter = _kernels.make_counter(apply_fn, smoothing, mode="votes", **common)
+
+    # 1) selection: majority vote on n0 samples per group.
+    selected = votes_counter(key_select, params, x, n0, active=active)
+    _raise_on_overflow(selected, addition_capacity)
+    select_votes = np.asarray(selected.counts, np.int64).reshape(num_outputs, num_classes)
+    prediction = np.argmax(select_votes, axis=1).astype(np.int64)
+
+    nan = np.full(num_outputs, np.nan)
+    p_out = mu_out = zeta_out = radius = binary_radius = counts = hist = grid = None
+    if certificate == "neyman_pearson":
+        # 2) estimation on n fresh samples: consistency counts (same compiled kernel as selection).
+        estimated = votes_counter(key_estimate, params, x, n, active=active)
+        _raise_on_overflow(estimated, addition_capacity)
+        votes = np.asarray(estimated.counts, np.int64).reshape(num_outputs, num_classes)
+        counts = votes[np.arange(num_outputs), prediction]
+        p_lower = np.zeros(num_outputs)
+        if correction == "holm":
+            passed = stats.holm_threshold_test(counts[tested], n, tau, alpha)
+            p_lower[tested] = np.where(passed, tau, 0.0)
+            method = f"neyman_pearson+holm(tau={tau})"
+        else:
+            p_lower[tested] = stats.corrected_lower_bounds(counts[tested], n, alpha, correction)
+            method = f"neyman_pearson+clopper_pearson+{correction}"
+            if correction == "rank_levels":
+                method += " (no simultaneous-coverage proof; reproduction only)"
+        p_out = np.where(tested, p_lower, nan)
+        if gaussian:
+            certs = base_certs.gaussian(prediction, p_lower, flat_group, smoothing.stds)
+            radius = _l2_radius(certs)
+            method = "gaussian:" + method
+        else:
+            certs = None
+            tp, tm = float(smoothing.theta_plus.flat[0]), float(smoothing.theta_minus.flat[0])
+            grid = base_certs.sparse_smoothing_grid(p_lower, tp, tm, max_add, max_del)
+            grid &= tested[:, None, None]
+            binary_radius = _grid_radius(grid)
+            abstain = ~grid[:, 0, 0]
+            method = "sparse_smoothing:" + method
+    else:
+        hist_counter = _kernels.make_counter(apply_fn, smoothing, mode="histogram", **common)
+        estimated = hist_counter(
+            key_estimate, params, x, n, target=prediction.reshape(output_shape), active=active
+        )
+        _raise_on_overflow(estimated, addition_capacity)
+        hist = np.asarray(estimated.counts, np.int64).reshape(num_outputs, num_bins)
+        level = alpha / num_tested
+        edges = np.linspace(0.0, 1.0, num_bins + 1)
+        mids = 0.5 * (edges[1:] + edges[:-1])
+        mu_lower = np.zeros(num_outputs)
+        zeta_upper = np.ones(num_outputs)
+        h = hist[tested]
+        mu_lower[tested], _ = stats.mean_bounds_from_histogram(h, edges, level)
+        center = (h * mids).sum(-1) / h.sum(-1)
+        zeta = stats.second_moment_upper_from_histogram(h, edges, center, level)
+        zeta_upper[tested] = np.maximum(zeta, 1e-12)  # raising the bound is conservative
+        mu_out = np.where(tested, mu_lower, nan)
+        zeta_out = np.where(tested, zeta_upper, nan)
+        if gaussian:
+            weights = _inverse_variances(smoothing.stds)[None]
+            norm = "l2"
+        else:
+            weights = np.stack(
+                base_certs.bernoulli_costs(smoothing.theta_plus, smoothing.theta_minus)
+            )
+            norm = "binary"
+        certs = base_certs.variance_constrained(
+            prediction, mu_lower, zeta_upper, flat_group, weights, norm=norm
+        )
+        if gaussian:
+            radius = _l2_radius(certs)
+        else:
+            binary_radius = _linear_binary_radius(certs)
+        method = f"{smoothing.kind}:variance+dkw+bonferroni(level=alpha/{num_tested})"
+
+    if certs is not None:
+        abstain = certs.abstain
+    return Certificate(
+        prediction=prediction,
+        abstain=np.asarray(abstain | ~tested),
+        tested=tested,
+        p_lower=p_out,
+        mu_lower=mu_out,
+        zeta_upper=zeta_out,
+        radius=radius,
+        binary_radius=binary_radius,
+        counts=counts,
+        histogram=hist,
+        select_votes=select_votes,
+        base_certs=certs,
+        sparse_grid=grid,
+        output_shape=output_shape,
+        method=method,
+        alpha=alpha,
+        num_samples=(n0, n),
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# helpers (host side)
+# ----------------------------------------------------------------------------------------------
+
+
+def _tested_mask(outputs, output_shape) -> np.ndarray:
+    num = int(np.prod(output_shape))
+    if outputs is None:
+        return np.ones(num, bool)
+    arr = np.asarray(outputs)
+    if arr.dtype == bool:
+        if arr.shape not in (tuple(output_shape), (num,)):
+            _checks.fail(
+                "outputs",
+                arr,
+                f"as a mask must have the output shape {tuple(output_shape)} or ({num},)",
+                "",
+            )
+        return arr.reshape(-1).copy()
+    idx = _checks.as_int_array("outputs", arr, ndim=1)
+    if idx.size and (idx.min() < 0 or idx.max() >= num):
+        _checks.fail("outputs", idx, f"must hold flat output indices in [0, {num})", "")
+    mask = np.zeros(num, bool)
+    mask[idx] = True
+    return mask
+
+
+def _check_input(x, smoothing: Smoothing, num_features):
+    """Validates `x`; returns (device input, input_format, num_cols, example for eval_shape)."""
+    if smoothing.kind == "gaussian":
+        if isinstance(x, SparseBinary):
+            _checks.fail("x", "a SparseBinary", "must be an image [C, H, W]", "")
+        arr = _checks.as_float_array("x", x)
+        expected = tuple(smoothing.region.shape)
+        if arr.ndim != 3 or arr.shape[1:] != expected:
+            _checks.fail(
+                "x",
+                arr,
+                f"must be an image [C, H, W] with (H, W) = {expected} (the smoothing's image size)",
+                "Build the smoothing for this image size.",
+            )
+        x = jnp.asarray(arr, jnp.float32)
+        return x, "dense", 0, jax.ShapeDtypeStruct(x.shape, jnp.float32)
+    num_rows = int(smoothing.region.shape[0])
+    if isinstance(x, SparseBinary):
+        if num_features is None:
+            _checks.fail(
+                "num_features",
+                None,
+                "is required for a SparseBinary input",
+                "Pass F = x's columns.",
+            )
+        num_cols = _checks.positive_int("num_features", num_features)
+        rows = _checks.as_int_array("x.rows", x.rows, ndim=1)
+        cols = _checks.as_int_array("x.cols", x.cols, ndim=1)
+        valid = _checks.as_bool_array("x.valid", x.valid, ndim=1)
+        _checks.same_shape(("x.rows", "x.cols", "x.valid"), (rows, cols, valid))
+        if rows.size == 0:
+            _checks.fail("x", x, "must have capacity >= 1", "Pad it: from_scipy(m, capacity=1).")
+        r, c = rows[valid], cols[valid]
+        if r.size and (r.min() < 0 or r.max() >= num_rows or c.min() < 0 or c.max() >= num_cols):
+            _checks.fail(
+                "x",
+                f"entries up to ({r.max()}, {c.max()})",
+                f"must index a [{num_rows}, {num_cols}] matrix",
+                "",
+            )
+        if np.unique(r.astype(np.int64) * num_cols + c).size != r.size:
+            _checks.fail("x", "repeated entries", "must list every one only once", "")
+        if num_rows * num_cols >= np.iinfo(np.int32).max:
+            _checks.fail("num_features", num_cols, "makes N * F too large for int32 indices", "")
+        dev = SparseBinary(
+            jnp.asarray(rows, jnp.int32), jnp.asarray(cols, jnp.int32), jnp.asarray(valid)
+        )
+        return dev, "sparse", num_cols, None
+    arr = _checks.as_float_array("x", x, ndim=2)
+    if arr.shape[0] != num_rows:
+        _checks.fail("x", arr, f"must have one row per node ({num_rows})", "")
+    if np.any((arr != 0) & (arr != 1)):
+        _checks.fail("x", arr, "must be binary (0/1)", "Binarize the attributes.")
+    if num_features is not None and num_features != arr.shape[1]:
+        _checks.fail("num_features", num_features, f"must equal x.shape[1] = {arr.shape[1]}", "")
+    x = jnp.asarray(arr, jnp.float32)
+    return x, "dense", int(arr.shape[1]), jax.ShapeDtypeStruct(x.shape, jnp.float32)
+
+
+def _example_sparse(x: SparseBinary, addition_capacity: int) -> SparseBinary:
+    capacity = int(x.rows.shape[0]) + int(addition_capacity)
+    return SparseBinary(
+        jax.ShapeDtypeStruct((capacity,), jnp.int32),
+        jax.ShapeDtypeStruct((capacity,), jnp.int32),
+        jax.ShapeDtypeStruct((capacity,), jnp.bool_),
+    )
+
+
+def _num_classes(apply_fn, params, example, output_shape) -> int:
+    """Checks the logits' shape with `jax.eval_shape` (traces, never compiles)."""
+    try:
+        out = jax.eval_shape(apply_fn, params, example)
+    except Exception as error:  # the user's model failed on a correctly shaped input
+        raise ValueError(
+            f"`apply_fn(params, x)` failed on one example input {example}: {error}. "
+            "apply_fn must take ONE example (it is vmapped over the batch)."
+        ) from error
+    shape = getattr(out, "shape", None)
+    if shape is None or len(shape) != len(output_shape) + 1 or tuple(shape[:-1]) != output_shape:
+        _checks.fail(
+            "apply_fn",
+            f"logits of shape {shape}",
+            f"must return logits [*{tuple(output_shape)}, num_classes] for one example",
+            "Return one row of class scores per output (pixel or node).",
+        )
+    if shape[-1] < 1:
+        _checks.fail("apply_fn", f"logits of shape {shape}", "must return >= 1 class", "")
+    return int(shape[-1])
+
+
+def _raise_on_overflow(result, addition_capacity) -> None:
+    if bool(result.overflow):
+        raise RuntimeError(
+            f"A sparse Bernoulli sample drew more added bits than its capacity "
+            f"(addition_capacity={addition_capacity}); its counts are invalid and were discarded. "
+            f"Pass a larger `addition_capacity` to certify, e.g. {2 * int(addition_capacity)}."
+        )
+
+
+def _inverse_variances(stds) -> np.ndarray:
+    stds = np.asarray(stds, np.float64)
+    return np.where(np.isinf(stds), 0.0, 1.0 / np.where(np.isinf(stds), 1.0, stds) ** 2)
+
+
+def _l2_radius(certs: BaseCertificates) -> np.ndarray:
+    """Naive l2 radius `sqrt(eta / max_j W[group, j])`; 0 where abstained."""
+    worst = certs.weights[0].max(axis=1)[certs.group]
+    safe = np.where(certs.abstain, 1.0, worst)
+    return np.where(certs.abstain, 0.0, np.sqrt(certs.eta / safe))
+
+
+def _linear_binary_radius(certs: BaseCertificates) -> np.ndarray:
+    """Largest r with `r * max_j W[t, group, j] < eta`, per budget type; 0 where abstained."""
+    worst = certs.weights.max(axis=2)[:, certs.group].T  # [D, 2]
+    eta = certs.eta[:, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.ceil(eta / worst) - 1.0
+        r = np.where(r * worst >= eta, r - 1.0, r)  # strictness against rounding
+    r = np.where(worst > 0, np.maximum(r, 0.0), np.inf)
+    return np.where(certs.abstain[:, None], 0.0, r)
+
+
+def _grid_radius(grid: np.ndarray) -> np.ndarray:
+    """(additions alone, deletions alone) certified by a monotone sparse-smoothing grid."""
+    adds = np.maximum(grid[:, :, 0].sum(axis=1) - 1, 0)
+    dels = np.maximum(grid[:, 0, :].sum(axis=1) - 1, 0)
+    return np.stack([adds, dels], axis=1).astype(np.float64)

@@ -1,0 +1,141 @@
+"""Flags shared by `lrsjax-train` and `lrsjax-certify`: one flag per job field.
+
+Every flag defaults to None, which means "the task's default" (shown in the help text), so one set
+of flags serves both tasks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from absl import flags
+
+from lrsjax.pipelines import GraphJob, SegmentationJob
+
+_SEG = {f.name: f.default for f in dataclasses.fields(SegmentationJob)}
+_GRAPH = {f.name: f.default for f in dataclasses.fields(GraphJob)}
+
+_HELP = {
+    "dataset": "Data set. segmentation: synthetic | pascal_voc | cityscapes; "
+    "graph: synthetic | cora_ml | citeseer | npz.",
+    "data_dir": "Root of the data set (VOC2012/Cityscapes layout, or the folder holding "
+    "<dataset>.npz; for --dataset=npz the .npz file itself). Not needed for synthetic data.",
+    "image_size": "Synthetic images are image_size x image_size pixels.",
+    "num_classes": "Number of classes of the synthetic segmentation data.",
+    "scale": "Resize factor of real images (the paper evaluates at 0.5).",
+    "num_train_images": "Training images (segmentation).",
+    "num_images": "Images to certify (segmentation; an evenly spaced subset of real data).",
+    "checkpoint": "A saved model to certify instead of training one (lrsjax-train output).",
+    "depth": "U-Net depth (down/up levels).",
+    "width": "U-Net channels of the first level.",
+    "train_steps": "Optimiser steps of segmentation training.",
+    "train_batch_size": "Batch size of segmentation training.",
+    "learning_rate": "Adam learning rate.",
+    "train_noise": "Noise while training the U-Net: matched (each smoothing certifies a model "
+    "trained with its own noise) | isotropic | localized | none.",
+    "grid": "Localized smoothing grid as ROWSxCOLS, e.g. 3x5 (1x1 = isotropic).",
+    "std_min": "Smallest noise std (a cell's own region), in [0, 1] pixel units.",
+    "std_max": "Largest noise std (the farthest cells).",
+    "interpolate": "Interpolate std or variance between std_min and std_max: std | variance.",
+    "max_std_at_boundary": "Give the farthest cell of every group std_max.",
+    "mask_distance": "Strictly local models: zero (mask) regions at grid distance >= this "
+    "(0 = no masking).",
+    "sigma": "Std of the isotropic baseline (segmentation).",
+    "n0": "Selection samples per smoothing group (baselines get groups x as many).",
+    "n": "Estimation samples per smoothing group (baselines get groups x as many).",
+    "alpha": "Family-wise error probability of all certificates of one input.",
+    "correction": "Multiple-testing correction: bonferroni (sound, default) | holm "
+    "(SegCertify fixed threshold) | rank_levels (no coverage proof; reproduction only).",
+    "batch_size": "Samples per model call while certifying.",
+    "budget_min": "Smallest l2 budget eps (segmentation).",
+    "budget_max": "Largest l2 budget eps (segmentation).",
+    "budget_steps": "Number of l2 budgets from budget_min to budget_max (segmentation).",
+    "num_bins": "Bins per group for the collective problem (0 = exact sharing only).",
+    "mode": "Collective certificate: lp (paper's LP relaxation) | hull (tighter sound LP) | "
+    "milp (exact; falls back to a sound bound at its time limit).",
+    "time_limit_s": "Time limit per MILP solve in seconds (0 = none).",
+    "seed": "Seed of every random choice (data, training, sampling).",
+    "out_dir": "Output directory (models/, results/ with one JSON + NPZ per item, summary).",
+    "overwrite": "Delete results of a different configuration in out_dir instead of failing.",
+    "train_per_class": "Training nodes per class (graph).",
+    "val_per_class": "Validation nodes per class (graph; they pick the checkpoint).",
+    "model": "Graph model: appnp | gcn.",
+    "hidden": "Hidden units of the graph model.",
+    "epochs": "Maximal training epochs (graph).",
+    "patience": "Early-stopping patience in epochs (graph).",
+    "train_theta_plus": "0->1 flip probability of the training noise (graph).",
+    "train_theta_minus": "1->0 flip probability of the training noise (graph).",
+    "num_clusters": "Clusters of localized graph smoothing (spectral clustering).",
+    "theta_plus_min": "0->1 flip probability of a node's own cluster (and of the baselines).",
+    "theta_plus_max": "0->1 flip probability of the farthest cluster.",
+    "theta_minus_min": "1->0 flip probability of a node's own cluster (and of the baselines).",
+    "theta_minus_max": "1->0 flip probability of the farthest cluster.",
+    "max_additions": "Largest attribute-addition budget certified (graph).",
+    "max_deletions": "Largest attribute-deletion budget certified (graph).",
+    "deletion_step": "Step of the deletion budgets (graph).",
+}
+
+flags.DEFINE_enum("task", "segmentation", ["segmentation", "graph"], "Which job to run.")
+
+
+def _default_text(name: str) -> str:
+    parts = []
+    if name in _SEG:
+        parts.append(f"segmentation {_format(_SEG[name])}")
+    if name in _GRAPH:
+        parts.append(f"graph {_format(_GRAPH[name])}")
+    return " (default: " + ", ".join(parts) + ")"
+
+
+def _format(value) -> str:
+    if isinstance(value, tuple):
+        return "x".join(str(v) for v in value)
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def _define() -> None:
+    defaults = {**_GRAPH, **_SEG}
+    for name, help_text in _HELP.items():
+        default = defaults[name]
+        text = help_text + _default_text(name)
+        if isinstance(default, bool):
+            flags.DEFINE_boolean(name, None, text)
+        elif isinstance(default, int):
+            flags.DEFINE_integer(name, None, text)
+        elif isinstance(default, float):
+            flags.DEFINE_float(name, None, text)
+        else:
+            flags.DEFINE_string(name, None, text)
+
+
+_define()
+FLAGS = flags.FLAGS
+
+
+def parse_grid(text: str) -> tuple[int, int]:
+    parts = str(text).lower().replace(",", "x").split("x")
+    try:
+        rows, cols = (int(p) for p in parts)
+    except ValueError:
+        raise ValueError(
+            f"`grid` must look like ROWSxCOLS, e.g. 3x5; got {text!r}. Pass --grid=3x5."
+        ) from None
+    return rows, cols
+
+
+def job_from_flags():
+    """The job of `--task` built from the flags that were given (others: the task's defaults)."""
+    cls = SegmentationJob if FLAGS.task == "segmentation" else GraphJob
+    fields = {f.name for f in dataclasses.fields(cls)}
+    given = {}
+    for name in _HELP:
+        value = FLAGS[name].value
+        if value is None:
+            continue
+        if name not in fields:
+            raise ValueError(
+                f"`--{name}` does not apply to --task={FLAGS.task}; got {value!r}. "
+                f"Drop it or pass the task it belongs to."
+            )
+        given[name] = parse_grid(value) if name == "grid" else value
+    return cls(**given)

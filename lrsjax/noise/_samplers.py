@@ -1,0 +1,291 @@
+"""Samplers of the smoothing distributions: pure functions of an explicit key (SPEC 3).
+
+Gaussian: `x + S_k * e` with one standard-normal draw `e` that may serve every group.
+Bernoulli: every bit flips independently with its exact probability. The sparse sampler costs
+O(ones + flips) instead of O(nodes x features): deletions are Bernoulli draws on the list of ones;
+additions are Poisson thinning: `Poisson(rate * positions)` uniform positions (with replacement,
+drawn as the arrivals of a Poisson process, which gives independent counts per region),
+those landing on a one are dropped and duplicates merged, so every zero position is flipped with
+probability exactly `1 - exp(-lam) = p` (`lam = -log(1 - p)`), independently of all others.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lrsjax import _checks
+from lrsjax._sparse import SparseBinary
+
+OVERFLOW_PROBABILITY = 1e-12
+_SENTINEL = np.iinfo(np.int32).max
+_TWO32 = 2.0**32
+
+
+# ----------------------------------------------------------------------------------------------
+# Gaussian
+# ----------------------------------------------------------------------------------------------
+
+
+def gaussian_std_map(stds_row, region):
+    """The per-pixel standard deviation `[*region.shape]` of one group: `stds_row[region]`.
+
+    Args:
+      stds_row: float [M], `S[k, :]` of the smoothing group; `inf` marks masked regions.
+      region: int [H, W], the region (grid cell) of every pixel.
+    """
+    return jnp.asarray(stds_row)[jnp.asarray(region)]
+
+
+def perturb_gaussian(x, std_map, noise):
+    """`x + std_map * noise`, with masked pixels (`std_map = inf`) replaced by 0 (SPEC 2).
+
+    Args:
+      x: float [..., C, H, W] clean image(s) in pixel units.
+      std_map: float [H, W] per-pixel standard deviation (the same for every channel).
+      noise: float [..., C, H, W] standard-normal draws (may be shared by several groups: SPEC 3).
+    Returns:
+      float [..., C, H, W], a sample of `N(x, diag(std_map^2))` with masked pixels zeroed.
+    """
+    masked = jnp.isinf(std_map)
+    finite_std = jnp.where(masked, 0.0, std_map).astype(noise.dtype)
+    return jnp.where(masked, jnp.zeros((), noise.dtype), x + finite_std * noise)
+
+
+def sample_gaussian(key, x, std_map):
+    """One sample of localized Gaussian noise around `x` [C, H, W]; see `perturb_gaussian`."""
+    x = jnp.asarray(x)
+    noise = jax.random.normal(key, x.shape, x.dtype)
+    return perturb_gaussian(x, std_map, noise)
+
+
+# ----------------------------------------------------------------------------------------------
+# Bernoulli: parameters prepared on the host in float64
+# ----------------------------------------------------------------------------------------------
+
+
+class BernoulliParameters(NamedTuple):
+    """Device-ready flip parameters of clustered Bernoulli smoothing, computed in float64.
+
+    Fields (rows: groups `k`, columns: regions `j`):
+      addition_rates: float32 [K, M], `lam = -log(1 - theta_plus)`: Poisson rate of additions per
+        position (sparse sampler).
+      addition_thresholds: uint32 [K, M], `round(theta_plus * 2**32)`: a uniform 32-bit word below
+        it flips a 0 (dense sampler). Exact to 2**-32.
+      deletion_thresholds: uint32 [K, M], `round(theta_minus * 2**32)`, likewise for 1 -> 0 flips.
+    """
+
+    addition_rates: np.ndarray
+    addition_thresholds: np.ndarray
+    deletion_thresholds: np.ndarray
+
+
+def bernoulli_parameters(theta_plus, theta_minus) -> BernoulliParameters:
+    """Turns flip probability matrices `[K, M]` in (0, 1) into `BernoulliParameters`."""
+    tp = _checks.as_float_array("theta_plus", theta_plus, ndim=2)
+    tm = _checks.as_float_array("theta_minus", theta_minus, ndim=2)
+    _checks.same_shape(("theta_plus", "theta_minus"), (tp, tm))
+    for name, arr in (("theta_plus", tp), ("theta_minus", tm)):
+        if np.any(arr <= 0) or np.any(arr >= 1):
+            _checks.fail(name, arr, "must lie in (0, 1)", "Pass flip probabilities such as 0.01.")
+    return BernoulliParameters(
+        addition_rates=(-np.log1p(-tp)).astype(np.float32),
+        addition_thresholds=_thresholds(tp),
+        deletion_thresholds=_thresholds(tm),
+    )
+
+
+def _thresholds(p: np.ndarray) -> np.ndarray:
+    return np.clip(np.round(p * _TWO32), 0, _TWO32 - 1).astype(np.uint32)
+
+
+class RegionLayout(NamedTuple):
+    """Nodes grouped by region, so that a uniform node of one region is one gather (sparse sampler).
+
+    Fields:
+      region: int32 [N], the region (cluster) of every node.
+      nodes_by_region: int32 [N], node ids sorted by region (stable).
+      region_start: int32 [M], offset of each region's first node in `nodes_by_region`.
+      region_size: int32 [M], number of nodes in each region.
+    """
+
+    region: np.ndarray
+    nodes_by_region: np.ndarray
+    region_start: np.ndarray
+    region_size: np.ndarray
+
+
+def region_layout(region, num_regions: int) -> RegionLayout:
+    """Builds the `RegionLayout` of int [N] region ids in [0, num_regions)."""
+    region = _checks.as_int_array("region", region, ndim=1)
+    if region.size and (region.min() < 0 or region.max() >= num_regions):
+        _checks.fail("region", region, f"must lie in [0, {num_regions})", "Fix the region ids.")
+    order = np.argsort(region, kind="stable").astype(np.int32)
+    size = np.bincount(region, minlength=num_regions).astype(np.int32)
+    start = (np.cumsum(size) - size).astype(np.int32)
+    return RegionLayout(region.astype(np.int32), order, start, size)
+
+
+def sparse_addition_capacity(
+    addition_rates, region_size, num_cols: int, tail: float = OVERFLOW_PROBABILITY
+) -> int:
+    """Static capacity for the added bits of one sparse sample.
+
+    The number of addition events of group `k` is `Poisson(Lambda_k)`,
+    `Lambda_k = num_cols * sum_j lam[k, j] * region_size[j]`. Returns the smallest `m` with
+    `P(Poisson(max_k Lambda_k) > m) < tail` (default 1e-12 per sample). Overflow beyond it is
+    detected by the sampler (never truncated silently).
+    """
+    from scipy import stats
+
+    rates = np.asarray(addition_rates, np.float64)
+    sizes = np.asarray(region_size, np.float64)
+    total = float(np.max(rates @ sizes)) * int(num_cols)
+    if total <= 0:
+        return 1
+    m = int(stats.poisson.isf(tail, total))
+    while stats.poisson.sf(m, total) >= tail:
+        m += 1
+    return max(m + 1, 1)
+
+
+# ----------------------------------------------------------------------------------------------
+# Bernoulli samplers (pure JAX)
+# ----------------------------------------------------------------------------------------------
+
+
+def sorted_linear_index(x: SparseBinary, num_cols: int):
+    """int32 [capacity]: `row * num_cols + col` of the valid ones, sorted; padding sorts last."""
+    linear = jnp.where(x.valid, x.rows * num_cols + x.cols, _SENTINEL)
+    return jnp.sort(linear.astype(jnp.int32))
+
+
+def make_sparse_bernoulli_sampler(num_rows: int, num_cols: int, addition_capacity: int):
+    """A sampler of independent bit flips for a sparse binary matrix `[num_rows, num_cols]`.
+
+    Args:
+      num_rows, num_cols: static matrix shape (`num_rows * num_cols < 2**31 - 1`).
+      addition_capacity: static number of addition slots per sample (see
+        `sparse_addition_capacity`).
+    Returns:
+      `sample(key, x, layout, addition_rates_row, deletion_thresholds_row, ones_index=None)
+      -> (SparseBinary, overflow)`: `x` is the clean SparseBinary, `layout` a `RegionLayout`, the
+      rows are one group's `BernoulliParameters` rows `[M]`, `ones_index` optionally
+      `sorted_linear_index(x, num_cols)` (pass it when sampling repeatedly). The result has capacity
+      `x.capacity + addition_capacity`; its valid entries are exactly the ones of the noisy matrix.
+      `overflow` (bool scalar) is True when the Poisson process may have more addition events than
+      slots (its last slot's arrival falls inside the rate interval); the sample must then be
+      discarded (the caller raises). This happens with probability
+      `P(Poisson(Lambda) >= addition_capacity)`.
+    """
+    num_rows = _checks.positive_int("num_rows", num_rows)
+    num_cols = _checks.positive_int("num_cols", num_cols)
+    capacity = _checks.positive_int("addition_capacity", addition_capacity)
+    if num_rows * num_cols >= _SENTINEL:
+        _checks.fail(
+            "num_rows * num_cols",
+            num_rows * num_cols,
+            "must be < 2**31 - 1 (int32 linear indices)",
+            "Split the attribute matrix or reduce its size.",
+        )
+
+    def sample(key, x, layout, addition_rates_row, deletion_thresholds_row, ones_index=None):
+        # One draw of 32-bit words feeds everything (one PRNG call site keeps compilation cheap).
+        num_ones = x.rows.shape[0]
+        words = jax.random.bits(key, (num_ones + 3 * capacity,), jnp.uint32)
+        delete_words = words[:num_ones]
+        gap_words = words[num_ones : num_ones + capacity]
+        high_words, low_words = words[num_ones + capacity :].reshape(2, capacity)
+        region = jnp.asarray(layout.region)
+        sizes = jnp.asarray(layout.region_size)
+        # Deletions: each one flips to 0 with probability theta_minus of its row's region.
+        deleted = delete_words < jnp.asarray(deletion_thresholds_row)[region[x.rows]]
+        kept = x.valid & ~deleted
+        # Additions: Poisson thinning. Arrival times of a rate-1 Poisson process on the time axis
+        # [0, Lambda), cut into consecutive intervals of length Lambda_j = lam_j * size_j * F, one
+        # per region: the numbers of arrivals in the intervals are independent Poisson(Lambda_j).
+        region_rates = jnp.asarray(addition_rates_row, jnp.float32) * sizes * num_cols
+        bounds = jnp.cumsum(region_rates)
+        uniform = (gap_words.astype(jnp.float32) + 1.0) * np.float32(2.0**-32)  # in (0, 1]
+        arrivals = jnp.cumsum(-jnp.log(uniform))  # Exp(1) gaps
+        in_use = arrivals < bounds[-1]
+        # If even the last slot's arrival lies inside [0, Lambda), more events may exist: flag it.
+        overflow = arrivals[-1] < bounds[-1]
+        slot_region = jnp.searchsorted(bounds, arrivals, side="right")
+        slot_region = jnp.minimum(slot_region, sizes.shape[0] - 1)
+        # Each event: a uniform position (node of its region, column) from 64 random bits.
+        span = jnp.maximum(sizes[slot_region], 1) * num_cols  # < 2**31
+        position = _uniform_below(high_words, low_words, span)
+        node = jnp.asarray(layout.nodes_by_region)[
+            jnp.asarray(layout.region_start)[slot_region] + position // num_cols
+        ]
+        col = position % num_cols
+        linear = jnp.where(in_use, node * num_cols + col, _SENTINEL)
+        # Drop events on ones (those bits are governed by deletions), then merge duplicates.
+        index = sorted_linear_index(x, num_cols) if ones_index is None else ones_index
+        pos = jnp.clip(jnp.searchsorted(index, linear), 0, index.shape[0] - 1)
+        linear = jnp.where(index[pos] == linear, _SENTINEL, linear)
+        linear = jnp.sort(linear)
+        first = jnp.concatenate([jnp.ones((1,), bool), linear[1:] != linear[:-1]])
+        added = first & (linear != _SENTINEL)
+        rows = jnp.where(added, linear // num_cols, 0).astype(jnp.int32)
+        cols = jnp.where(added, linear % num_cols, 0).astype(jnp.int32)
+        noisy = SparseBinary(
+            rows=jnp.concatenate([x.rows.astype(jnp.int32), rows]),
+            cols=jnp.concatenate([x.cols.astype(jnp.int32), cols]),
+            valid=jnp.concatenate([kept, added]),
+        )
+        return noisy, overflow
+
+    return sample
+
+
+def _mul_32x32(a, b):
+    """The 64-bit product of uint32 arrays as (high, low) uint32 words, via 16-bit limbs."""
+    mask = jnp.uint32(0xFFFF)
+    a1, a0 = a >> 16, a & mask
+    b1, b0 = b >> 16, b & mask
+    p00, p01, p10, p11 = a0 * b0, a0 * b1, a1 * b0, a1 * b1  # each < 2**32
+    middle = (p00 >> 16) + (p01 & mask) + (p10 & mask)  # < 3 * 2**16
+    low = (p00 & mask) | (middle << 16)
+    high = p11 + (p01 >> 16) + (p10 >> 16) + (middle >> 16)
+    return high, low
+
+
+def _uniform_below(high_words, low_words, span):
+    """Uniform integers in [0, span) from 64 random bits: `floor(U * span)`, `U = 0.hl` in binary.
+
+    Exact 64-bit multiply-shift in uint32 arithmetic. Every value has `floor` or `ceil` of
+    `2**64 / span` preimages, so its probability is `1 / span` up to a relative `span / 2**64`
+    (< 1.2e-10 for any span < 2**31).
+    """
+    span = jnp.asarray(span).astype(jnp.uint32)
+    high_1, low_1 = _mul_32x32(high_words, span)  # high_words * span
+    high_2, _ = _mul_32x32(low_words, span)  # (low_words * span) >> 32
+    carry = (low_1 + high_2) < low_1
+    return (high_1 + carry.astype(jnp.uint32)).astype(jnp.int32)
+
+
+def sample_dense_bernoulli(key, x, region, addition_thresholds_row, deletion_thresholds_row):
+    """Independent bit flips of a dense binary matrix (the O(N x F) reference sampler).
+
+    Args:
+      key: JAX key.
+      x: float [N, F] with entries in {0, 1}.
+      region: int [N], the region of every row (node).
+      addition_thresholds_row, deletion_thresholds_row: uint32 [M], one group's
+        `BernoulliParameters` rows.
+    Returns:
+      float [N, F], `x` with every bit flipped independently (0 -> 1 with `theta_plus`, 1 -> 0 with
+      `theta_minus` of its row's region).
+    """
+    x = jnp.asarray(x)
+    region = jnp.asarray(region)
+    bits = jax.random.bits(key, x.shape, jnp.uint32)
+    add_thr = jnp.asarray(addition_thresholds_row)[region][:, None]
+    del_thr = jnp.asarray(deletion_thresholds_row)[region][:, None]
+    flip = bits < jnp.where(x > 0, del_thr, add_thr)
+    return jnp.where(flip, 1 - x, x)

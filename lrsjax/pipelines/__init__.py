@@ -1,0 +1,8 @@
+"""End-to-end jobs behind the command-line tools (segmentation and node classification)."""
+
+from lrsjax.pipelines._graph import GraphJob
+from lrsjax.pipelines._graph import run as run_graph
+from lrsjax.pipelines._graph import train_model as train_graph_model
+from lrsjax.pipelines._segmentation import SegmentationJob
+from lrsjax.pipelines._segmentation import run as run_segmentation
+from lrsjax.pipelines._segmentation import train_models as train_segmentation_models

@@ -1,0 +1,392 @@
+"""Sampling kernels: draw noisy inputs for every smoothing group, apply the model, count (SPEC 3).
+
+One compiled call handles every group of one input: per batch of samples, the groups are looped
+over (the group index is traced) and each group adds only its own outputs into one count tensor
+(stitching), so no `[K, *outputs, classes]` tensor is ever built. Batches are looped over with a
+`fori_loop`, so memory does not grow with the number of samples; the last batch is masked so that
+exactly `num_samples` samples are counted. The noise of batch `b` is derived from
+`fold_in(key, b)` only, so batches can be spread over several devices (`shard_map`) without
+changing a single count: the integer counts are summed exactly.
+
+Gaussian groups share one standard-normal draw per batch (`x + S_k * e`, allowed by SPEC 3: each
+group's samples are i.i.d. from its own distribution; the correction across outputs does not need
+the groups to be independent). Bernoulli groups draw their own flips (`fold_in(batch_key, k)`).
+
+Model contract: `apply_fn(params, x) -> logits` for ONE example; images `x [C, H, W]` ->
+`[H, W, num_classes]`; graphs `x` a `SparseBinary` (or a dense `[N, F]` array with the dense
+sampler) -> `[N, num_classes]`. Kernels vmap it over the batch. `apply_fn` is a static argument of
+the compiled kernel: pass the same function object each time to reuse the compilation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from lrsjax import _checks
+from lrsjax._sparse import SparseBinary
+from lrsjax.noise import _samplers
+from lrsjax.noise._smoothing import Smoothing, check_smoothing
+
+MODES = ("votes", "consistency", "histogram")
+INPUT_FORMATS = ("sparse", "dense")
+_AXIS = "samples"
+
+
+class Counts(NamedTuple):
+    """What a kernel returns (device arrays).
+
+    Fields:
+      counts: int32. mode "votes": `[*output_shape, num_classes]`, how often each class was the
+        argmax; "consistency": `[*output_shape]`, how often the argmax equalled `target`;
+        "histogram": `[*output_shape, num_bins]`, how many softmax scores of class `target` fell in
+        each bin `[i / num_bins, (i + 1) / num_bins)` (the last bin also holds 1.0; NaN scores count
+        as 0). Each output only counts the samples of its own smoothing group.
+      overflow: bool []: True if some sparse Bernoulli sample drew more additions than its capacity;
+        the counts are then invalid and the caller must raise.
+    """
+
+    counts: jax.Array
+    overflow: jax.Array
+
+
+class _Static(NamedTuple):
+    apply_fn: Callable
+    sampler: str  # "gaussian", "sparse_bernoulli" or "dense_bernoulli"
+    mode: str
+    batch_size: int
+    num_classes: int
+    num_bins: int
+    num_groups: int
+    num_rows: int
+    num_cols: int
+    addition_capacity: int
+    devices: tuple
+
+
+class _Arrays(NamedTuple):
+    group: Any  # int32 [*output_shape]
+    region: Any  # int32 [H, W] or [N]
+    stds: Any  # float32 [K, M] (gaussian) else dummy
+    addition_rates: Any  # float32 [K, M] (sparse) else dummy
+    addition_thresholds: Any  # uint32 [K, M] (dense) else dummy
+    deletion_thresholds: Any  # uint32 [K, M] (bernoulli) else dummy
+    nodes_by_region: Any  # int32 [N] (sparse) else dummy
+    region_start: Any  # int32 [M] (sparse) else dummy
+    region_size: Any  # int32 [M] (sparse) else dummy
+
+
+def _device_arrays(smoothing: Smoothing, sampler: str) -> _Arrays:
+    dummy_f = np.zeros((1, 1), np.float32)
+    dummy_u = np.zeros((1, 1), np.uint32)
+    dummy_i = np.zeros((1,), np.int32)
+    if smoothing.kind == "gaussian":
+        return _Arrays(
+            smoothing.group,
+            smoothing.region,
+            np.asarray(smoothing.stds, np.float32),
+            dummy_f,
+            dummy_u,
+            dummy_u,
+            dummy_i,
+            dummy_i,
+            dummy_i,
+        )
+    params = _samplers.bernoulli_parameters(smoothing.theta_plus, smoothing.theta_minus)
+    layout = _samplers.region_layout(smoothing.region, smoothing.num_regions)
+    sparse = sampler == "sparse_bernoulli"
+    return _Arrays(
+        smoothing.group,
+        smoothing.region,
+        dummy_f,
+        params.addition_rates if sparse else dummy_f,
+        dummy_u if sparse else params.addition_thresholds,
+        params.deletion_thresholds,
+        layout.nodes_by_region if sparse else dummy_i,
+        layout.region_start if sparse else dummy_i,
+        layout.region_size if sparse else dummy_i,
+    )
+
+
+def _accumulate(static: _Static, counts, logits, valid, group_mask, target):
+    """Adds one batch of logits `[B, *out, C]` into `counts`, only where `group_mask` [*out]."""
+    batch = logits.shape[0]
+    extra = (1,) * (logits.ndim - 2)
+    valid_b = valid.reshape((batch, *extra))
+    if static.mode == "votes":
+        pred = jnp.argmax(logits, axis=-1)
+        classes = jnp.arange(static.num_classes, dtype=pred.dtype)
+        hits = (pred[..., None] == classes) & valid_b[..., None]
+        per_output = jnp.sum(hits, axis=0, dtype=jnp.int32)
+        return counts + jnp.where(group_mask[..., None], per_output, 0)
+    if static.mode == "consistency":
+        pred = jnp.argmax(logits, axis=-1)
+        hits = (pred == target[None]) & valid_b
+        per_output = jnp.sum(hits, axis=0, dtype=jnp.int32)
+        return counts + jnp.where(group_mask, per_output, 0)
+    probs = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
+    score = jnp.take_along_axis(probs, target[None, ..., None].astype(jnp.int32), axis=-1)[..., 0]
+    score = jnp.where(jnp.isnan(score), 0.0, score)
+    # num_bins is a power of two, so score * num_bins is exact and floor() bins without rounding.
+    bins = jnp.clip(jnp.floor(score * static.num_bins), 0, static.num_bins - 1).astype(jnp.int32)
+    num_out = group_mask.size
+    weight = (valid_b & group_mask[None]).astype(jnp.int32).reshape(batch, num_out)
+    flat = counts.reshape(num_out, static.num_bins)
+    out_index = jnp.broadcast_to(jnp.arange(num_out, dtype=jnp.int32), (batch, num_out))
+    flat = flat.at[out_index, bins.reshape(batch, num_out)].add(weight)
+    return flat.reshape(counts.shape)
+
+
+def _batch_step(
+    static: _Static, key, b, params, x, valid, arrays, target, active, ones_index, carry
+):
+    """Batch `b` of `batch_size` samples for every active group."""
+    batch_size = static.batch_size
+    model = jax.vmap(static.apply_fn, in_axes=(None, 0))
+    if static.sampler == "gaussian":
+        # one standard-normal draw per batch serves every group (SPEC 3)
+        noise = jax.random.normal(jax.random.fold_in(key, b), (batch_size, *x.shape), x.dtype)
+
+    def group_step(k, carry):
+        counts, overflow = carry
+        group_mask = (arrays.group == k) & active[k]
+        if static.sampler == "gaussian":
+            std_map = _samplers.gaussian_std_map(arrays.stds[k], arrays.region)
+            noisy = _samplers.perturb_gaussian(x, std_map, noise)
+        else:
+            # one key per (batch, group): fold_in(key, b * K + k), then one key per sample
+            keys = jax.random.split(jax.random.fold_in(key, b * static.num_groups + k), batch_size)
+            if static.sampler == "sparse_bernoulli":
+                sample = _samplers.make_sparse_bernoulli_sampler(
+                    static.num_rows, static.num_cols, static.addition_capacity
+                )
+                layout = _samplers.RegionLayout(
+                    arrays.region, arrays.nodes_by_region, arrays.region_start, arrays.region_size
+                )
+                noisy, over = jax.vmap(sample, in_axes=(0, None, None, None, None, None))(
+                    keys,
+                    x,
+                    layout,
+                    arrays.addition_rates[k],
+                    arrays.deletion_thresholds[k],
+                    ones_index,
+                )
+                overflow = overflow | jnp.any(over & valid)
+            else:
+                noisy = jax.vmap(
+                    _samplers.sample_dense_bernoulli, in_axes=(0, None, None, None, None)
+                )(
+                    keys,
+                    x,
+                    arrays.region,
+                    arrays.addition_thresholds[k],
+                    arrays.deletion_thresholds[k],
+                )
+        logits = model(params, noisy)
+        counts = _accumulate(static, counts, logits, valid, group_mask, target)
+        return counts, overflow
+
+    if static.num_groups == 1:
+        return group_step(0, carry)
+
+    def maybe_group(k, carry):
+        return lax.cond(active[k], lambda c: group_step(k, c), lambda c: c, carry)
+
+    return lax.fori_loop(0, static.num_groups, maybe_group, carry)
+
+
+def _counts_shape(static: _Static, output_shape) -> tuple:
+    if static.mode == "votes":
+        return (*output_shape, static.num_classes)
+    if static.mode == "consistency":
+        return tuple(output_shape)
+    return (*output_shape, static.num_bins)
+
+
+def _device_counts(static, key, params, x, num_samples, arrays, target, active, device, devices):
+    """Counts of the batches `device, device + devices, ...` (all batches when devices == 1)."""
+    batch_size = static.batch_size
+    num_batches = (num_samples + batch_size - 1) // batch_size
+    trips = jnp.maximum(num_batches - device + devices - 1, 0) // devices
+    ones_index = None
+    if static.sampler == "sparse_bernoulli":
+        ones_index = _samplers.sorted_linear_index(x, static.num_cols)
+    init = (
+        jnp.zeros(_counts_shape(static, arrays.group.shape), jnp.int32),
+        jnp.zeros((), bool),
+    )
+    slots = jnp.arange(batch_size, dtype=jnp.int32)
+
+    def body(i, carry):
+        b = device + devices * i
+        valid = slots < num_samples - b * batch_size
+        return _batch_step(
+            static, key, b, params, x, valid, arrays, target, active, ones_index, carry
+        )
+
+    counts, overflow = lax.fori_loop(0, trips, body, init)
+    return Counts(counts, overflow)
+
+
+def _count_impl(static: _Static, key, params, x, num_samples, arrays, target, active):
+    num_devices = len(static.devices)
+    if num_devices == 1:
+        return _device_counts(static, key, params, x, num_samples, arrays, target, active, 0, 1)
+    mesh = jax.sharding.Mesh(np.asarray(static.devices), (_AXIS,))
+    spec = jax.sharding.PartitionSpec()
+
+    def per_device(key, params, x, num_samples, arrays, target, active):
+        device = lax.axis_index(_AXIS)
+        out = _device_counts(
+            static, key, params, x, num_samples, arrays, target, active, device, num_devices
+        )
+        overflow = lax.psum(out.overflow.astype(jnp.int32), _AXIS) > 0
+        return Counts(lax.psum(out.counts, _AXIS), overflow)
+
+    sharded = jax.shard_map(
+        per_device, mesh=mesh, in_specs=(spec,) * 7, out_specs=spec, check_vma=False
+    )
+    return sharded(key, params, x, num_samples, arrays, target, active)
+
+
+_count_jit = jax.jit(_count_impl, static_argnums=(0,))
+
+
+def make_counter(
+    apply_fn: Callable,
+    smoothing: Smoothing,
+    *,
+    mode: str,
+    batch_size: int,
+    num_classes: int,
+    num_bins: int = 1024,
+    input_format: str = "sparse",
+    num_cols: int | None = None,
+    addition_capacity: int | None = None,
+    devices=None,
+) -> Callable:
+    """A compiled sampling-and-counting kernel for every group of a `Smoothing`.
+
+    Args:
+      apply_fn: `apply_fn(params, x) -> logits` for one example (module docstring).
+      smoothing: an `lrsjax.noise.Smoothing`.
+      mode: "votes" (per-output class counts, for selection), "consistency" (per-output count of
+        samples whose argmax equals `target`) or "histogram" (per-output histogram of the softmax
+        score of class `target`, `num_bins` equal bins on [0, 1]).
+      batch_size: samples per model call (per device).
+      num_classes: number of logits per output.
+      num_bins: histogram bins, a power of two (so that binning is exact in float32).
+      input_format: Bernoulli only: "sparse" (x is a `SparseBinary`, exact Poisson-thinning sampler)
+        or "dense" (x is a dense `[N, F]` 0/1 array, one uniform draw per bit).
+      num_cols: Bernoulli only: F, the number of attributes per node.
+      addition_capacity: sparse Bernoulli only: slots for added bits per sample; default from a
+        Poisson tail bound (overflow probability < 1e-12 per sample). Overflow is detected.
+      devices: devices to spread the batches over (default `jax.devices()`); the counts do not
+        depend on it.
+    Returns:
+      `count(key, params, x, num_samples, target=None, active=None) -> Counts`. `target` is int
+      `[*output_shape]` (modes "consistency" and "histogram"); `active` is bool `[K]`, groups to
+      sample (inactive groups are skipped and their outputs stay 0). The same compiled code is
+      reused for any key, params, input, `num_samples`, `target` and `active` of the same shapes.
+    """
+    smoothing = check_smoothing(smoothing)
+    _checks.one_of("mode", mode, MODES)
+    batch_size = _checks.positive_int("batch_size", batch_size)
+    num_classes = _checks.positive_int("num_classes", num_classes)
+    num_bins = _checks.positive_int("num_bins", num_bins)
+    if num_bins & (num_bins - 1) or num_bins > 2**20:
+        _checks.fail(
+            "num_bins", num_bins, "must be a power of two <= 2**20", "Pass e.g. 1024 or 4096."
+        )
+    devices = tuple(jax.devices()) if devices is None else tuple(devices)
+    if not devices:
+        _checks.fail("devices", devices, "must not be empty", "Pass None to use jax.devices().")
+    num_rows = int(smoothing.region.shape[0])
+    if smoothing.kind == "gaussian":
+        sampler, num_cols, capacity = "gaussian", 0, 0
+    else:
+        _checks.one_of("input_format", input_format, INPUT_FORMATS)
+        if num_cols is None:
+            _checks.fail("num_cols", num_cols, "is required for Bernoulli smoothing", "Pass F.")
+        num_cols = _checks.positive_int("num_cols", num_cols)
+        sampler = f"{input_format}_bernoulli"
+        capacity = 0
+        if input_format == "sparse":
+            if addition_capacity is None:
+                addition_capacity = default_addition_capacity(smoothing, num_cols)
+            capacity = _checks.positive_int("addition_capacity", addition_capacity)
+    static = _Static(
+        apply_fn=apply_fn,
+        sampler=sampler,
+        mode=mode,
+        batch_size=batch_size,
+        num_classes=num_classes,
+        num_bins=num_bins if mode == "histogram" else 0,  # only static where it shapes
+        num_groups=smoothing.num_groups,
+        num_rows=num_rows,
+        num_cols=num_cols,
+        addition_capacity=capacity,
+        devices=devices,
+    )
+    arrays = jax.tree.map(jnp.asarray, _device_arrays(smoothing, sampler))
+    output_shape = smoothing.output_shape
+    num_groups = smoothing.num_groups
+
+    def count(key, params, x, num_samples, target=None, active=None) -> Counts:
+        num_samples = _checks.positive_int("num_samples", num_samples)
+        if num_samples >= 2**31 - batch_size:
+            _checks.fail("num_samples", num_samples, "must be < 2**31 - batch_size", "")
+        if target is None:
+            if mode != "votes":
+                _checks.fail("target", target, f"is required for mode={mode!r}", "")
+            target = np.zeros(output_shape, np.int32)
+        target = _checks.as_int_array("target", target)
+        if target.shape != output_shape:
+            _checks.fail("target", target, f"must have shape {output_shape}", "")
+        if active is None:
+            active = np.ones(num_groups, bool)
+        active = _checks.as_bool_array("active", active, ndim=1)
+        if active.shape[0] != num_groups:
+            _checks.fail("active", active, f"must have one entry per group ({num_groups})", "")
+        return _count_jit(
+            static,
+            key,
+            params,
+            _canonical_input(x, sampler),
+            jnp.asarray(num_samples, jnp.int32),
+            arrays,
+            jnp.asarray(target, jnp.int32),
+            jnp.asarray(active),
+        )
+
+    return count
+
+
+def _canonical_input(x, sampler: str):
+    """Fixed dtypes (and no weak types), so that equal shapes always hit the compilation cache."""
+    if sampler == "sparse_bernoulli":
+        if not isinstance(x, SparseBinary):
+            _checks.fail("x", x, "must be a SparseBinary for the sparse sampler", "")
+        return SparseBinary(
+            jnp.asarray(x.rows, jnp.int32),
+            jnp.asarray(x.cols, jnp.int32),
+            jnp.asarray(x.valid, bool),
+        )
+    return jnp.asarray(x, jnp.float32)
+
+
+def default_addition_capacity(smoothing: Smoothing, num_cols: int) -> int:
+    """Addition slots per sparse Bernoulli sample: overflow probability < 1e-12 per sample.
+
+    The noisy `SparseBinary` the model receives has capacity `x.capacity` + this number.
+    """
+    smoothing = check_smoothing(smoothing)
+    num_cols = _checks.positive_int("num_cols", num_cols)
+    params = _samplers.bernoulli_parameters(smoothing.theta_plus, smoothing.theta_minus)
+    sizes = np.bincount(smoothing.region, minlength=smoothing.num_regions)
+    return _samplers.sparse_addition_capacity(params.addition_rates, sizes, num_cols)
