@@ -144,6 +144,17 @@ def test_sparse_kernel_stitches_groups_and_detects_overflow():
     votes = np.asarray(out.counts)
     np.testing.assert_array_equal(votes.sum(-1), 6)
     np.testing.assert_array_equal(votes.argmax(-1), CLUSTERS)
+    # applying the model one example at a time changes nothing but speed
+    looped = sampling.make_counter(
+        densest_cluster,
+        sm,
+        mode="votes",
+        batch_size=4,
+        num_classes=3,
+        num_cols=FEATURES,
+        per_example=True,
+    )
+    np.testing.assert_array_equal(np.asarray(looped(jax.random.key(0), None, x, 6).counts), votes)
     # far denser additions than the capacity was sized for: every batch overflows, and the flag
     # reaches the caller (same compiled kernel: the capacity is pinned, the rates are data)
     dense = noise.clustered_bernoulli(CLUSTERS, RANK, 0.9, 0.5)

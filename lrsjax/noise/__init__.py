@@ -15,11 +15,11 @@ from lrsjax.noise._samplers import (
     bernoulli_parameters,
     gaussian_std_map,
     make_sparse_bernoulli_sampler,
+    ones_bitmap,
     perturb_gaussian,
     region_layout,
     sample_dense_bernoulli,
     sample_gaussian,
-    sorted_linear_index,
     sparse_addition_capacity,
 )
 from lrsjax.noise._smoothing import (
@@ -52,11 +52,11 @@ __all__ = [
     "localized_gaussian",
     "localized_stds",
     "make_sparse_bernoulli_sampler",
+    "ones_bitmap",
     "perturb_gaussian",
     "rank_flip_probabilities",
     "region_layout",
     "sample_dense_bernoulli",
     "sample_gaussian",
-    "sorted_linear_index",
     "sparse_addition_capacity",
 ]

@@ -157,10 +157,18 @@ def sparse_addition_capacity(
 # ----------------------------------------------------------------------------------------------
 
 
-def sorted_linear_index(x: SparseBinary, num_cols: int):
-    """int32 [capacity]: `row * num_cols + col` of the valid ones, sorted; padding sorts last."""
-    linear = jnp.where(x.valid, x.rows * num_cols + x.cols, _SENTINEL)
-    return jnp.sort(linear.astype(jnp.int32))
+def ones_bitmap(x: SparseBinary, num_rows: int, num_cols: int):
+    """uint32 [ceil(N * F / 32)]: bit `row * F + col` is set iff `(row, col)` is a valid one of `x`.
+
+    Lets the sparse sampler test whether an addition event hit a one with a single gather
+    (N * F / 8 bytes of memory, built once per kernel call).
+    """
+    num_words = (num_rows * num_cols + 31) // 32
+    linear = (x.rows * num_cols + x.cols).astype(jnp.int32)
+    word = jnp.where(x.valid, linear >> 5, num_words)  # padding goes to a dropped segment
+    bit = jnp.left_shift(jnp.uint32(1), (linear & 31).astype(jnp.uint32))
+    # valid entries never repeat a position, so the sum of distinct bits is their OR
+    return jax.ops.segment_sum(jnp.where(x.valid, bit, 0), word, num_words + 1)[:num_words]
 
 
 def make_sparse_bernoulli_sampler(num_rows: int, num_cols: int, addition_capacity: int):
@@ -171,11 +179,12 @@ def make_sparse_bernoulli_sampler(num_rows: int, num_cols: int, addition_capacit
       addition_capacity: static number of addition slots per sample (see
         `sparse_addition_capacity`).
     Returns:
-      `sample(key, x, layout, addition_rates_row, deletion_thresholds_row, ones_index=None)
+      `sample(key, x, layout, addition_rates_row, deletion_thresholds_row, bitmap=None)
       -> (SparseBinary, overflow)`: `x` is the clean SparseBinary, `layout` a `RegionLayout`, the
-      rows are one group's `BernoulliParameters` rows `[M]`, `ones_index` optionally
-      `sorted_linear_index(x, num_cols)` (pass it when sampling repeatedly). The result has capacity
-      `x.capacity + addition_capacity`; its valid entries are exactly the ones of the noisy matrix.
+      rows are one group's `BernoulliParameters` rows `[M]`, `bitmap` optionally
+      `ones_bitmap(x, num_rows, num_cols)` (pass it when sampling repeatedly). The result has
+      capacity `x.capacity + addition_capacity`; its valid entries are exactly the ones of the noisy
+      matrix.
       `overflow` (bool scalar) is True when the Poisson process may have more addition events than
       slots (its last slot's arrival falls inside the rate interval); the sample must then be
       discarded (the caller raises). This happens with probability
@@ -192,7 +201,7 @@ def make_sparse_bernoulli_sampler(num_rows: int, num_cols: int, addition_capacit
             "Split the attribute matrix or reduce its size.",
         )
 
-    def sample(key, x, layout, addition_rates_row, deletion_thresholds_row, ones_index=None):
+    def sample(key, x, layout, addition_rates_row, deletion_thresholds_row, bitmap=None):
         # One draw of 32-bit words feeds everything (one PRNG call site keeps compilation cheap).
         num_ones = x.rows.shape[0]
         words = jax.random.bits(key, (num_ones + 3 * capacity,), jnp.uint32)
@@ -225,9 +234,10 @@ def make_sparse_bernoulli_sampler(num_rows: int, num_cols: int, addition_capacit
         col = position % num_cols
         linear = jnp.where(in_use, node * num_cols + col, _SENTINEL)
         # Drop events on ones (those bits are governed by deletions), then merge duplicates.
-        index = sorted_linear_index(x, num_cols) if ones_index is None else ones_index
-        pos = jnp.clip(jnp.searchsorted(index, linear), 0, index.shape[0] - 1)
-        linear = jnp.where(index[pos] == linear, _SENTINEL, linear)
+        bitmap = ones_bitmap(x, num_rows, num_cols) if bitmap is None else bitmap
+        safe = jnp.where(in_use, linear, 0)
+        on_one = (bitmap[safe >> 5] >> (safe & 31).astype(jnp.uint32)) & 1
+        linear = jnp.where(on_one == 1, _SENTINEL, linear)
         linear = jnp.sort(linear)
         first = jnp.concatenate([jnp.ones((1,), bool), linear[1:] != linear[:-1]])
         added = first & (linear != _SENTINEL)
