@@ -14,7 +14,8 @@ import scipy.sparse as sp
 from scipy.sparse import linalg as sparse_linalg
 
 from lrsjax._checks import fail, positive_int
-from lrsjax.data._graph import _check_key, _host_rng, _with_diagonal
+from lrsjax._keys import check_key, host_rng
+from lrsjax.data._graph import _with_diagonal
 
 _DENSE_EIGH_MAX_NODES = 400
 
@@ -40,7 +41,7 @@ def spectral_clusters(
     Returns:
       int64 `[N]`, cluster of each node in `0..C-1`, every cluster non-empty.
     """
-    key = _check_key("key", key)
+    key = check_key("key", key)
     adjacency = _check_adjacency(adjacency)
     n = adjacency.shape[0]
     num_clusters = _check_num_clusters(num_clusters, n)
@@ -55,7 +56,7 @@ def spectral_clusters(
     embedding = _spectral_embedding(k_eigen, adjacency, num_clusters)
     norms = np.linalg.norm(embedding, axis=1, keepdims=True)
     embedding = embedding / np.maximum(norms, 1e-12)
-    assignment = _kmeans(_host_rng(k_means), embedding, num_clusters, num_restarts, max_iterations)
+    assignment = _kmeans(host_rng(k_means), embedding, num_clusters, num_restarts, max_iterations)
     return _canonical(assignment, num_clusters)
 
 
@@ -77,7 +78,7 @@ def metis_clusters(key, adjacency, num_clusters: int) -> np.ndarray:
     Raises:
       ImportError: pymetis is not installed (`pip install pymetis`).
     """
-    key = _check_key("key", key)
+    key = check_key("key", key)
     adjacency = _check_adjacency(adjacency)
     n = adjacency.shape[0]
     num_clusters = _check_num_clusters(num_clusters, n)
@@ -95,7 +96,7 @@ def metis_clusters(key, adjacency, num_clusters: int) -> np.ndarray:
 
     graph = _with_diagonal(abs(adjacency) + abs(adjacency).T, 0.0)
     graph.sort_indices()
-    seed = int(_host_rng(key).integers(0, 2**31 - 1))
+    seed = int(host_rng(key).integers(0, 2**31 - 1))
     options = pymetis.Options(seed=seed)
     starts, adjacent = graph.indptr.astype(np.int64), graph.indices.astype(np.int64)
     if hasattr(pymetis, "CSRAdjacency"):  # pymetis >= 2025.2

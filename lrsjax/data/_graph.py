@@ -13,12 +13,12 @@ import pathlib
 import zipfile
 from typing import NamedTuple
 
-import jax
 import numpy as np
 import scipy.sparse as sp
 from scipy.sparse import csgraph
 
 from lrsjax._checks import as_int_array, fail, positive_int, probability
+from lrsjax._keys import check_key, host_rng
 
 
 class Graph(NamedTuple):
@@ -65,33 +65,6 @@ class Graph(NamedTuple):
 
 # ---------------------------------------------------------------------------------------------
 # Keys
-
-
-def _check_key(name: str, key) -> jax.Array:
-    """`key` as a JAX PRNG key (typed `jax.random.key` or raw uint32 `[2]` `PRNGKey`)."""
-    if isinstance(key, jax.Array) and jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
-        if key.shape != ():
-            fail(name, key, "must be a single PRNG key (shape ())", "Split it and pass one key.")
-        return key
-    arr = np.asarray(key) if not isinstance(key, jax.Array) else key
-    if getattr(arr, "dtype", None) != np.uint32 or tuple(arr.shape) != (2,):
-        fail(
-            name,
-            key,
-            "must be a JAX PRNG key",
-            "Pass `jax.random.key(seed)` (or a `jax.random.PRNGKey(seed)`).",
-        )
-    return jax.numpy.asarray(arr)
-
-
-def _host_rng(key) -> np.random.Generator:
-    """A numpy Generator seeded deterministically from a JAX key (host-side algorithms).
-
-    Host-side data generation and clustering draw from this generator: every draw still comes
-    from the explicit key, without compiling a JAX kernel per array shape.
-    """
-    seed = np.asarray(jax.random.randint(key, (4,), 0, np.iinfo(np.int32).max))
-    return np.random.default_rng([int(s) for s in seed])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -440,7 +413,7 @@ def split_nodes(
       ValueError: a class present in `labels` has fewer than `train_per_class + val_per_class`
       nodes.
     """
-    key = _check_key("key", key)
+    key = check_key("key", key)
     labels = as_int_array("labels", labels, ndim=1)
     train_per_class = positive_int("train_per_class", train_per_class)
     val_per_class = positive_int("val_per_class", val_per_class, minimum=0)
@@ -457,7 +430,7 @@ def split_nodes(
             f"train_per_class + val_per_class = {need}",
             "Lower `train_per_class`/`val_per_class` or use a larger graph.",
         )
-    order = _host_rng(key).permutation(labels.shape[0])
+    order = host_rng(key).permutation(labels.shape[0])
     train, val = [], []
     for c in classes:
         members = order[labels[order] == c]
@@ -508,7 +481,7 @@ def synthetic_graph(
       a `Graph` (symmetric 0/1 adjacency without self-loops, 0/1 attributes, `node_ids =
       arange(N)`, no names).
     """
-    key = _check_key("key", key)
+    key = check_key("key", key)
     num_nodes = positive_int("num_nodes", num_nodes, minimum=2)
     num_classes = positive_int("num_classes", num_classes)
     num_features = positive_int("num_features", num_features)
@@ -526,7 +499,7 @@ def synthetic_graph(
             f"plus feature_density ({feature_density}) must be <= 1",
             "Lower one of them.",
         )
-    rng = _host_rng(key)
+    rng = host_rng(key)
     labels = rng.permutation(np.arange(num_nodes) % num_classes).astype(np.int64)
     class_sizes = np.bincount(labels, minlength=num_classes).astype(np.float64)
     # Expected within-class degree = p_in * (n_c - 1), across = p_out * (N - n_c).

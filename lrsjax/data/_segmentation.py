@@ -12,10 +12,10 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from lrsjax import _checks
+from lrsjax._keys import check_key, seed_sequence
 
 IGNORE_LABEL = 255
 SPLITS = ("train", "test")
@@ -89,23 +89,6 @@ def check_segmentation_data(name: str, data) -> SegmentationData:
             "Map unknown classes to the ignore label 255.",
         )
     return data
-
-
-def check_key(name: str, key) -> None:
-    """Fails unless `key` is one JAX PRNG key (typed, or a raw uint32 [2])."""
-    dtype = getattr(key, "dtype", None)
-    if dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key) and np.ndim(key) == 0:
-        return
-    if dtype == np.uint32 and np.shape(key) == (2,):
-        return
-    _checks.fail(name, key, "must be a single JAX PRNG key", "Pass jax.random.key(seed).")
-
-
-def numpy_seed(key) -> np.random.SeedSequence:
-    """A numpy SeedSequence derived from a JAX key (host-side generators follow the JAX key)."""
-    check_key("key", key)
-    bits = np.asarray(jax.random.bits(key, (4,), jnp.uint32))
-    return np.random.SeedSequence([int(b) for b in bits])
 
 
 class _ClassStyle(NamedTuple):
@@ -241,7 +224,7 @@ def synthetic_segmentation(
             _checks.fail(name, value, "must lie in [0, 1]", "Pass a small std such as 0.1.")
 
     style = _class_styles(num_classes)
-    seeds = numpy_seed(jax.random.fold_in(key, _SPLIT_FOLD[split])).spawn(num_images)
+    seeds = seed_sequence(jax.random.fold_in(key, _SPLIT_FOLD[split])).spawn(num_images)
     yy, xx = np.meshgrid(np.arange(height, dtype=np.float64), np.arange(width), indexing="ij")
     images = np.empty((num_images, 3, height, width), np.float32)
     labels = np.empty((num_images, height, width), np.int32)

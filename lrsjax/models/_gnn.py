@@ -18,8 +18,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from lrsjax._checks import fail, positive_int
+from lrsjax._keys import check_key
 from lrsjax._sparse import SparseBinary
-from lrsjax.data._graph import _check_key, _with_diagonal
+from lrsjax.data._graph import _with_diagonal
 
 
 def graph_to_jraph(adjacency, *, add_self_loops: bool = True) -> jraph.GraphsTuple:
@@ -250,7 +251,7 @@ def graph_apply_fn(model, graph: jraph.GraphsTuple):
 
 def init_graph_model(key, model, graph: jraph.GraphsTuple):
     """Fresh parameters of `model` for `graph` (initialised on an empty SparseBinary)."""
-    key = _check_key("key", key)
+    key = check_key("key", key)
     check_graph_model("model", model)
     return model.init(key, graph, _empty_input())
 

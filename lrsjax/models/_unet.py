@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lrsjax import _checks
-from lrsjax.data._segmentation import numpy_seed
+from lrsjax._keys import seed_sequence
 
 UPSAMPLING = ("transpose", "resize")
 
@@ -161,7 +161,7 @@ def init_segmentation_params(key, model: nn.Module, input_shape=(3, 64, 64)):
     channels, height, width = (_checks.positive_int("input_shape", v) for v in shape)
     dummy = jax.ShapeDtypeStruct((1, height, width, channels), jnp.float32)
     structure = jax.eval_shape(model.init, key, dummy)
-    rng = np.random.default_rng(numpy_seed(key))
+    rng = np.random.default_rng(seed_sequence(key))
 
     def draw(path, leaf):
         name = getattr(path[-1], "key", None)

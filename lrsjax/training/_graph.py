@@ -22,8 +22,9 @@ import optax
 import scipy.sparse as sp
 
 from lrsjax._checks import as_int_array, fail, one_of, positive_int
+from lrsjax._keys import check_key
 from lrsjax._sparse import SparseBinary, from_scipy
-from lrsjax.data._graph import Graph, _check_key
+from lrsjax.data._graph import Graph
 from lrsjax.models._gnn import (
     check_graph_model,
     graph_to_jraph,
@@ -126,7 +127,7 @@ def train_graph_model(
     Returns:
       (params, history): the best parameters and a `GraphTrainHistory`.
     """
-    key = _check_key("key", key)
+    key = check_key("key", key)
     check_graph_model("model", model)
     if not isinstance(graph, Graph):
         fail("graph", graph, "must be an lrsjax.data.Graph", "Load or generate one first.")

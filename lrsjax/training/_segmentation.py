@@ -30,12 +30,11 @@ import numpy as np
 import optax
 
 from lrsjax import _checks
+from lrsjax._keys import check_key, seed_sequence
 from lrsjax.data._segmentation import (
     IGNORE_LABEL,
     SegmentationData,
-    check_key,
     check_segmentation_data,
-    numpy_seed,
 )
 from lrsjax.models._unet import (
     UNet,
@@ -475,7 +474,9 @@ def train_segmentation(
     images = jnp.asarray(data.images)
     labels = jnp.asarray(data.labels)
     cells = jnp.asarray(pixel_cells(data, spec.grid_shape))
-    order = _batch_order(np.random.default_rng(numpy_seed(key_order)), data.num_images, batch_size)
+    order = _batch_order(
+        np.random.default_rng(seed_sequence(key_order)), data.num_images, batch_size
+    )
 
     start = time.perf_counter()
     log_steps, log_loss, log_seconds, window = [], [], [], []
