@@ -99,7 +99,7 @@ def bench_throughput(rounds: int, batch_size: int) -> None:
     @jax.jit
     def normals(key):  # the kernel's noise alone: one standard-normal batch per batch
         def body(i, acc):
-            draw = jax.random.normal(jax.random.fold_in(key, i), (batch_size, *IMAGE))
+            draw = noise.standard_normal(jax.random.fold_in(key, i), (batch_size, *IMAGE))
             return acc + draw[0, 0, 0, 0]
 
         return jax.lax.fori_loop(0, num_batches, body, jnp.zeros(()))

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lrsjax import _checks, base_certs, stats
+from lrsjax import _checks, _keys, base_certs, stats
 from lrsjax._sparse import SparseBinary
 from lrsjax.base_certs import BaseCertificates
 from lrsjax.noise._smoothing import Smoothing, check_smoothing
@@ -166,6 +166,7 @@ def certify(
       ValueError before any compilation for invalid arguments (including logits of the wrong shape,
       found with `jax.eval_shape`); RuntimeError if a sparse sample overflowed its capacity.
     """
+    key = _keys.check_key("key", key)
     smoothing = check_smoothing(smoothing)
     n0 = _checks.positive_int("n0", n0)
     n = _checks.positive_int("n", n)
@@ -453,9 +454,12 @@ def _num_classes(apply_fn, params, example, output_shape) -> int:
 def _raise_on_overflow(result, addition_capacity) -> None:
     if bool(result.overflow):
         raise RuntimeError(
-            f"A sparse Bernoulli sample drew more added bits than its capacity "
-            f"(addition_capacity={addition_capacity}); its counts are invalid and were discarded. "
-            f"Pass a larger `addition_capacity` to certify, e.g. {2 * int(addition_capacity)}."
+            f"A sparse Bernoulli sample needed more than its static capacity: more addition events "
+            f"than addition_capacity={addition_capacity} (or, with probability < 2e-12, a pool of "
+            f"refinement words ran dry). Its counts are invalid and were discarded; nothing was "
+            f"certified. Pass a larger `addition_capacity` to certify, e.g. "
+            f"{2 * int(addition_capacity)} (the default has overflow probability < 1e-12 per "
+            f"sample for the given flip probabilities)."
         )
 
 

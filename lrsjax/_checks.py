@@ -22,6 +22,9 @@ def fail(name: str, value, rule: str, fix: str = "") -> None:
 
 
 def _show(value) -> str:
+    dtype = getattr(value, "dtype", None)
+    if dtype is not None and "key<" in str(dtype):
+        return f"a PRNG key array of shape {tuple(value.shape)}"
     if isinstance(value, np.ndarray | np.generic) or hasattr(value, "shape"):
         arr = np.asarray(value)
         if arr.ndim == 0:

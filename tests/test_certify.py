@@ -180,16 +180,22 @@ class _Spy:
         (dict(outputs=np.zeros(D, bool)), "outputs"),
         (dict(outputs=np.array([D])), "outputs"),
         (dict(smoothing="isotropic"), "smoothing"),
+        (dict(key=0), "key"),
+        (dict(key=np.zeros(3, np.uint32)), "key"),
     ],
 )
 def test_bad_inputs_raise_before_tracing(change, name):
     spy = _Spy()
-    args = dict(x=np.zeros((C, H, W)), smoothing=noise.isotropic_gaussian((H, W), 0.25))
+    args = dict(
+        key=jax.random.key(0),
+        x=np.zeros((C, H, W)),
+        smoothing=noise.isotropic_gaussian((H, W), 0.25),
+    )
     args |= change
-    kwargs = {k: v for k, v in change.items() if k not in ("x", "smoothing")}
+    kwargs = {k: v for k, v in change.items() if k not in ("key", "x", "smoothing")}
     base = dict(n0=4, n=8, alpha=0.01, batch_size=2) | kwargs
     with pytest.raises(ValueError, match=name):
-        lrsjax.certify(jax.random.key(0), spy, None, args["x"], args["smoothing"], **base)
+        lrsjax.certify(args["key"], spy, None, args["x"], args["smoothing"], **base)
     assert spy.calls == 0
 
 
@@ -430,3 +436,60 @@ def test_public_names():
         "abstain",
         "tested",
     )
+
+
+@pytest.mark.slow
+def test_linear_certificate_approaches_the_truth_as_n_grows():
+    weights, bias, x, params = _linear_problem(7)
+    sm = noise.localized_gaussian((C, H, W), GRID, 0.2, 0.8)
+    cert = lrsjax.certify(
+        jax.random.key(8),
+        linear_model,
+        params,
+        x,
+        sm,
+        n0=64,
+        n=200_000,
+        alpha=0.01,
+        batch_size=4096,
+    )
+    stds = _per_output_stds(sm)
+    margin = np.einsum("dchw,chw->d", weights, x) + bias
+    spread = np.sqrt(np.sum(weights**2 * stds[:, None] ** 2, axis=(1, 2, 3)))
+    exact = np.abs(margin) / spread  # Phi^{-1}(p) of the exact consistency probability
+    ok = ~cert.abstain
+    assert ok.sum() >= D // 2
+    certified = np.sqrt(cert.base_certs.eta[ok])
+    assert np.all(certified <= exact[ok])
+    # the corrected Clopper-Pearson gap at n = 2e5 is below 0.01 in probability
+    p_true = special.ndtr(exact)
+    assert np.all(cert.p_lower[ok] >= p_true[ok] - 0.01)
+    assert np.all(certified >= 0.9 * exact[ok] - 0.02)
+
+
+@pytest.mark.slow
+def test_simultaneous_coverage_of_the_bonferroni_bounds():
+    """Over repeated runs, all p_lower are below the exact probabilities in >= 1 - alpha of them."""
+    weights, bias, x, params = _linear_problem(9)
+    sm = noise.localized_gaussian((C, H, W), GRID, 0.2, 0.8)
+    stds = _per_output_stds(sm)
+    margin = np.einsum("dchw,chw->d", weights, x) + bias
+    spread = np.sqrt(np.sum(weights**2 * stds[:, None] ** 2, axis=(1, 2, 3)))
+    p_one = special.ndtr(margin / spread)
+    runs, alpha, failures = 200, 0.2, 0
+    for seed in range(runs):
+        cert = lrsjax.certify(
+            jax.random.key(seed),
+            linear_model,
+            params,
+            x,
+            sm,
+            n0=16,
+            n=200,
+            alpha=alpha,
+            batch_size=512,
+        )
+        p_pred = np.where(cert.prediction == 1, p_one, 1 - p_one)
+        failures += bool(np.any(cert.p_lower > p_pred))
+    # Binomial(200, <= 0.2): mean <= 40, sd <= 5.7
+    assert failures <= alpha * runs + 3 * np.sqrt(runs * alpha * (1 - alpha))

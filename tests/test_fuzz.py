@@ -26,7 +26,6 @@ import pathlib
 import pickle
 import subprocess
 import sys
-import zipfile
 
 import jax
 import jax.numpy as jnp
@@ -155,10 +154,25 @@ def _stats_specs():
     }
 
 
-BAD["hist"] = [[[1, -1, 0, 0]] * 3, [[0, 0, 0, 0]] * 3, [[1.5, 0, 0, 0]] * 3, np.zeros((3, 0)),
-               [[NAN, 1, 1, 1]] * 3, "h", None, 5]  # fmt: skip
-BAD["bin_edges"] = [[0, 0.5, 0.25, 0.75, 1], [0.1, 0.2, 0.3, 0.4, 1], [0, 0.2, 0.4, 0.6, 0.9],
-                    [0, 0.5, 1], [0, NAN, 0.5, 0.7, 1], "e", None]  # fmt: skip
+BAD["hist"] = [
+    [[1, -1, 0, 0]] * 3,
+    [[0, 0, 0, 0]] * 3,
+    [[1.5, 0, 0, 0]] * 3,
+    np.zeros((3, 0)),
+    [[NAN, 1, 1, 1]] * 3,
+    "h",
+    None,
+    5,
+]
+BAD["bin_edges"] = [
+    [0, 0.5, 0.25, 0.75, 1],
+    [0.1, 0.2, 0.3, 0.4, 1],
+    [0, 0.2, 0.4, 0.6, 0.9],
+    [0, 0.5, 1],
+    [0, NAN, 0.5, 0.7, 1],
+    "e",
+    None,
+]
 BAD["axis"] = [2, -3, 0.5, "0", None]
 
 
@@ -200,10 +214,22 @@ def _base_cert_specs():
         ),
         "variance_constrained": (
             base_certs.variance_constrained,
-            dict(prediction=pred, mu_lower=[0.3, 0.8, 0.9], zeta_upper=[0.1, 0.05, 0.01],
-                 group=group, weights=np.ones((2, 2, 2)), norm="binary"),  # fmt: skip
-            dict(prediction="labels", mu_lower="mu", zeta_upper="zeta", group="group",
-                 weights="weights", norm="choice"),  # fmt: skip
+            dict(
+                prediction=pred,
+                mu_lower=[0.3, 0.8, 0.9],
+                zeta_upper=[0.1, 0.05, 0.01],
+                group=group,
+                weights=np.ones((2, 2, 2)),
+                norm="binary",
+            ),
+            dict(
+                prediction="labels",
+                mu_lower="mu",
+                zeta_upper="zeta",
+                group="group",
+                weights="weights",
+                norm="choice",
+            ),
         ),
         "bernoulli_costs": (
             base_certs.bernoulli_costs,
@@ -213,14 +239,24 @@ def _base_cert_specs():
         "sparse_smoothing_worst_mass": (
             base_certs.sparse_smoothing_worst_mass,
             dict(p_lower=p_lower, theta_plus=0.01, theta_minus=0.6, r_add=1, r_del=2),
-            dict(p_lower="p_lower", theta_plus="prob_scalar", theta_minus="prob_scalar",
-                 r_add="nonneg_int", r_del="nonneg_int"),  # fmt: skip
+            dict(
+                p_lower="p_lower",
+                theta_plus="prob_scalar",
+                theta_minus="prob_scalar",
+                r_add="nonneg_int",
+                r_del="nonneg_int",
+            ),
         ),
         "sparse_smoothing_grid": (
             base_certs.sparse_smoothing_grid,
             dict(p_lower=p_lower, theta_plus=0.01, theta_minus=0.6, max_add=2, max_del=3),
-            dict(p_lower="p_lower", theta_plus="prob_scalar", theta_minus="prob_scalar",
-                 max_add="nonneg_int", max_del="nonneg_int"),  # fmt: skip
+            dict(
+                p_lower="p_lower",
+                theta_plus="prob_scalar",
+                theta_minus="prob_scalar",
+                max_add="nonneg_int",
+                max_del="nonneg_int",
+            ),
         ),
         "budget_totals": (
             base_certs.budget_totals,
@@ -234,10 +270,22 @@ def _base_cert_specs():
         ),
         "make_base_certificates": (
             base_certs.make_base_certificates,
-            dict(prediction=pred, abstain=[True, False, False], eta=[0.0, 1.0, 2.0], group=group,
-                 weights=np.ones((1, 2, 2)), norm="l2"),  # fmt: skip
-            dict(prediction="labels", abstain="mask", eta="eta", group="group",
-                 weights="weights", norm="choice"),  # fmt: skip
+            dict(
+                prediction=pred,
+                abstain=[True, False, False],
+                eta=[0.0, 1.0, 2.0],
+                group=group,
+                weights=np.ones((1, 2, 2)),
+                norm="l2",
+            ),
+            dict(
+                prediction="labels",
+                abstain="mask",
+                eta="eta",
+                group="group",
+                weights="weights",
+                norm="choice",
+            ),
         ),
     }
 
@@ -245,13 +293,27 @@ def _base_cert_specs():
 BAD["labels"] = [[0, 1.5, 1], [0, NAN, 1], [0, 1], [[0, 1, 1]], "abc", None, [True, False, True]]
 BAD["p_lower"] = [[0.2, 1.0, 0.5], [-0.1, 0.5, 0.5], [NAN, 0.5, 0.5], [0.2, 1.5, 0.9], "p", None]
 BAD["group"] = [[0, 2, 1], [-1, 0, 0], [0, 0.5, 1], [0, 1], [[0, 1, 1]], None]
-BAD["scales"] = [[[0.25, 0.0], [0.5, 0.25]], [[0.25, -1], [0.5, 0.25]], [[NAN, 0.5], [0.5, 0.2]],
-                 [0.25, 0.5], np.ones((1, 2, 2)), "s", None]  # fmt: skip
+BAD["scales"] = [
+    [[0.25, 0.0], [0.5, 0.25]],
+    [[0.25, -1], [0.5, 0.25]],
+    [[NAN, 0.5], [0.5, 0.2]],
+    [0.25, 0.5],
+    np.ones((1, 2, 2)),
+    "s",
+    None,
+]
 BAD["mu"] = [[0.2, 1.01, 0.5], [-0.1, 0.5, 0.5], [NAN, 0.5, 0.5], [0.5, 0.5], "p", None]
 BAD["sigma"] = [0.0, -1.0, NAN, INF, "s", None]
 BAD["zeta"] = [[0.0, 0.1, 0.1], [-0.1, 0.1, 0.1], [NAN, 0.1, 0.1], [INF, 0.1, 0.1], [0.1, 0.1]]
-BAD["weights"] = [-np.ones((2, 2, 2)), np.full((2, 2, 2), NAN), np.ones((2, 2)), np.ones((3, 2, 2)),
-                  np.ones((2, 1, 2)), "w", None]  # fmt: skip
+BAD["weights"] = [
+    -np.ones((2, 2, 2)),
+    np.full((2, 2, 2), NAN),
+    np.ones((2, 2)),
+    np.ones((3, 2, 2)),
+    np.ones((2, 1, 2)),
+    "w",
+    None,
+]
 BAD["budgets"] = [[-0.1], [0.1, NAN], [INF], [[0.1, 0.2]], "b", None]
 BAD["not_certs"] = [None, "certs", {"eta": [1.0]}, (1, 2, 3)]
 BAD["mask"] = [[1, 0, 0], [0.0, 1.0, 1.0], [True, False], "m", None]
@@ -282,10 +344,18 @@ def _noise_specs():
         ),
         "clustered_bernoulli": (
             noise.clustered_bernoulli,
-            dict(cluster_ids=[0, 0, 1, 2], rank_matrix=[[0, 1, 2], [1, 0, 2], [2, 1, 0]],
-                 theta_plus=[0.1, 0.05, 0.01], theta_minus=0.6),  # fmt: skip
-            dict(cluster_ids="cluster_ids", rank_matrix="ranks", theta_plus="prob_array",
-                 theta_minus="prob_array"),  # fmt: skip
+            dict(
+                cluster_ids=[0, 0, 1, 2],
+                rank_matrix=[[0, 1, 2], [1, 0, 2], [2, 1, 0]],
+                theta_plus=[0.1, 0.05, 0.01],
+                theta_minus=0.6,
+            ),
+            dict(
+                cluster_ids="cluster_ids",
+                rank_matrix="ranks",
+                theta_plus="prob_array",
+                theta_minus="prob_array",
+            ),
         ),
         "isotropic_bernoulli": (
             noise.isotropic_bernoulli,
@@ -295,8 +365,9 @@ def _noise_specs():
         "rank_flip_probabilities": (
             noise.rank_flip_probabilities,
             dict(num_clusters=3, theta_plus_range=(0.1, 0.01), theta_minus_range=(0.5, 0.9)),
-            dict(num_clusters="pos_int", theta_plus_range="prob_pair",
-                 theta_minus_range="prob_pair"),  # fmt: skip
+            dict(
+                num_clusters="pos_int", theta_plus_range="prob_pair", theta_minus_range="prob_pair"
+            ),
         ),
         "affinity_ranks": (
             noise.affinity_ranks,
@@ -309,8 +380,14 @@ def _noise_specs():
 BAD["image_shape"] = [(0, 6), (6, 0), (3, 2, 6, 8), (6,), (-1, 6), (1.5, 6), "6x8"]
 BAD["grid"] = [(0, 3), (3, 0), (7, 3), (2, 9), (-1, 2), (1.5, 2), (2,), "2x3"]
 BAD["cluster_ids"] = [[0, 0, 2, 3], [-1, 0, 1, 2], [0, 0.5, 1, 2], [], [[0, 0, 1, 2]], None, "c"]
-BAD["ranks"] = [[[0, 1, 2], [0, 1, 2], [2, 1, 0]], [[0, 1], [1, 0]], [[0, 1, 1], [1, 0, 2], [2, 1, 0]],
-                [[1, 0, 2], [1, 0, 2], [2, 1, 0]], None, "r"]  # fmt: skip
+BAD["ranks"] = [
+    [[0, 1, 2], [0, 1, 2], [2, 1, 0]],
+    [[0, 1], [1, 0]],
+    [[0, 1, 1], [1, 0, 2], [2, 1, 0]],
+    [[1, 0, 2], [1, 0, 2], [2, 1, 0]],
+    None,
+    "r",
+]
 BAD["prob_pair"] = [(0.0, 0.1), (0.1, 1.0), (0.1,), (0.1, 0.2, 0.3), (NAN, 0.1), "p", None]
 BAD["adjacency"] = [np.ones((3, 3)), np.ones((4, 5)), np.ones(4)]
 
@@ -394,19 +471,52 @@ CERTIFY_VALID = dict(
     alpha=0.1,
     batch_size=8,
 )
-BAD["x_image"] = [np.full((CI, HI, WI), NAN), np.full((CI, HI, WI), INF), np.zeros((HI, WI)),
-                  np.zeros((CI, HI + 1, WI)), np.zeros((1, CI, HI, WI)), "x", None]  # fmt: skip
-BAD["smoothing"] = [None, "gaussian", noise.localized_gaussian((5, 5), (1, 1), 0.1, 0.1)._replace(
-    stds=np.array([[-1.0]])), (1, 2)]  # fmt: skip
-BAD["outputs"] = [np.array([], int), [16], [-1], [1.5], np.ones(3, bool), np.zeros(16, bool),
-                  [[0, 1]], "all"]  # fmt: skip
-BAD["apply_fn"] = [None, 3, lambda p, z: jnp.zeros((3, 2)), lambda p, z: jnp.zeros((HI, WI, 0)),
-                   lambda p, z: (z, z), lambda p, z: z.undefined_attribute]  # fmt: skip
+BAD["x_image"] = [
+    np.full((CI, HI, WI), NAN),
+    np.full((CI, HI, WI), INF),
+    np.zeros((HI, WI)),
+    np.zeros((CI, HI + 1, WI)),
+    np.zeros((1, CI, HI, WI)),
+    "x",
+    None,
+]
+BAD["smoothing"] = [
+    None,
+    "gaussian",
+    noise.localized_gaussian((5, 5), (1, 1), 0.1, 0.1)._replace(stds=np.array([[-1.0]])),
+    (1, 2),
+]
+BAD["outputs"] = [
+    np.array([], int),
+    [16],
+    [-1],
+    [1.5],
+    np.ones(3, bool),
+    np.zeros(16, bool),
+    [[0, 1]],
+    "all",
+]
+BAD["apply_fn"] = [
+    None,
+    3,
+    lambda p, z: jnp.zeros((3, 2)),
+    lambda p, z: jnp.zeros((HI, WI, 0)),
+    lambda p, z: (z, z),
+    lambda p, z: z.undefined_attribute,
+]
 CERTIFY_FUZZED = dict(
-    x="x_image", smoothing="smoothing", n0="pos_int", n="pos_int", alpha="prob_scalar",
-    batch_size="pos_int", correction="choice", outputs="outputs", certificate="choice",
-    apply_fn="apply_fn", num_bins="pos_int",
-)  # fmt: skip
+    x="x_image",
+    smoothing="smoothing",
+    n0="pos_int",
+    n="pos_int",
+    alpha="prob_scalar",
+    batch_size="pos_int",
+    correction="choice",
+    outputs="outputs",
+    certificate="choice",
+    apply_fn="apply_fn",
+    num_bins="pos_int",
+)
 
 
 @given(data=st.data())
@@ -431,8 +541,16 @@ def test_certify_bernoulli_inputs():
     def model(params, x):
         return jnp.zeros((3, 2))
 
-    base = dict(key=jax.random.key(0), apply_fn=model, params=None, smoothing=sm, n0=2, n=2,
-                alpha=0.1, batch_size=2)  # fmt: skip
+    base = dict(
+        key=jax.random.key(0),
+        apply_fn=model,
+        params=None,
+        smoothing=sm,
+        n0=2,
+        n=2,
+        alpha=0.1,
+        batch_size=2,
+    )
     cases = {
         "x": np.full((3, 2), 0.5),  # not binary
         "num_features": None,  # sparse input without F
@@ -447,8 +565,9 @@ def test_certify_bernoulli_inputs():
         "addition_capacity",
     )
     expect_clear_error(
-        lambda: lrsjax.certify(x=np.eye(3, 2), certificate="neyman_pearson", max_flips=(-1, 2),
-                               **base),  # fmt: skip
+        lambda: lrsjax.certify(
+            x=np.eye(3, 2), certificate="neyman_pearson", max_flips=(-1, 2), **base
+        ),
         "max_flips",
     )
 
@@ -500,22 +619,24 @@ def test_naive_certified_revalidates_hand_built_certificates(field):
 MINOR_UNCLEAR_ERRORS = {
     # name: (argument that must be named, call)
     "isotropic_radius sigma shape": (
-        "sigma", lambda: base_certs.isotropic_radius([0.9, 0.8], [1.0, 2.0, 3.0])
+        "sigma",
+        lambda: base_certs.isotropic_radius([0.9, 0.8], [1.0, 2.0, 3.0]),
     ),
-    "affinity_ranks string adjacency": (
-        "adjacency", lambda: noise.affinity_ranks("a", [0, 1])
-    ),
+    "affinity_ranks string adjacency": ("adjacency", lambda: noise.affinity_ranks("a", [0, 1])),
     "affinity_ranks NaN adjacency": (
-        "adjacency", lambda: noise.affinity_ranks(np.full((2, 2), NAN), [0, 1])
+        "adjacency",
+        lambda: noise.affinity_ranks(np.full((2, 2), NAN), [0, 1]),
     ),
     "isotropic_gaussian sigma 0 (error names std_min)": (
-        "sigma", lambda: noise.isotropic_gaussian((6, 8), 0.0)
+        "sigma",
+        lambda: noise.isotropic_gaussian((6, 8), 0.0),
     ),
     "grid_cells image_shape None": ("image_shape", lambda: noise.grid_cells(None, (1, 1))),
     "synthetic_segmentation pixel_noise None": (
         "pixel_noise",
-        lambda: data.synthetic_segmentation(jax.random.key(0), 1, image_shape=(8, 8),
-                                            pixel_noise=None),  # fmt: skip
+        lambda: data.synthetic_segmentation(
+            jax.random.key(0), 1, image_shape=(8, 8), pixel_noise=None
+        ),
     ),
 }
 
@@ -548,8 +669,13 @@ COUNTER_VALID = dict(
 
 @given(data=st.data())
 def test_make_counter_rejects_bad_argument(data):
-    fuzzed = dict(mode="choice", batch_size="pos_int", num_classes="pos_int", num_bins="pos_int",
-                  smoothing="smoothing")  # fmt: skip
+    fuzzed = dict(
+        mode="choice",
+        batch_size="pos_int",
+        num_classes="pos_int",
+        num_bins="pos_int",
+        smoothing="smoothing",
+    )
     name = data.draw(st.sampled_from(sorted(fuzzed)), label="argument")
     value = data.draw(_bad_values(fuzzed[name]), label="bad value")
     kwargs = dict(COUNTER_VALID, **{name: value})
@@ -565,10 +691,39 @@ def test_counter_call_rejects_bad_arguments():
     expect_clear_error(lambda: count(key, 1.0, x, 4, target=np.zeros((2, 2))), "target")
     bernoulli = noise.isotropic_bernoulli(3, 0.1, 0.5)
     expect_clear_error(
-        lambda: sampling.make_counter(_image_model, bernoulli, mode="votes", batch_size=2,
-                                      num_classes=2),  # fmt: skip
+        lambda: sampling.make_counter(
+            _image_model, bernoulli, mode="votes", batch_size=2, num_classes=2
+        ),
         "num_cols",
     )
+
+
+COUNTER_UNCHECKED = {
+    "x of the wrong shape": ("x", lambda c: c(jax.random.key(0), 1.0, np.zeros((1, 5, 5)), 8)),
+    "x with NaN": ("x", lambda c: c(jax.random.key(0), 1.0, np.full((CI, HI, WI), NAN), 8)),
+    "int key": ("key", lambda c: c(0, 1.0, np.zeros((CI, HI, WI)), 8)),
+    "num_classes above the model's": (
+        "num_classes",
+        lambda c: sampling.make_counter(**dict(COUNTER_VALID, num_classes=3))(
+            jax.random.key(0), 1.0, np.zeros((CI, HI, WI)), 8
+        ),
+    ),
+}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG (minor, lower-level API): the counter of sampling.make_counter does not validate "
+    "`x` (wrong shape: a JAX broadcasting error; NaN: silent counts), `key` (TypeError from jax) "
+    "or `num_classes` against the model's logits (a class the model lacks silently gets 0 votes); "
+    "lrsjax.certify checks all of these itself",
+)
+@pytest.mark.slow  # every case compiles a kernel
+@pytest.mark.parametrize("case", sorted(COUNTER_UNCHECKED))
+def test_counter_validates_its_call(case):
+    name, call = COUNTER_UNCHECKED[case]
+    count = sampling.make_counter(**COUNTER_VALID)
+    expect_clear_error(lambda: call(count), name)
 
 
 # ================================================================================================
@@ -597,12 +752,27 @@ def _graph_arrays(rng, num_nodes=6, num_features=5):
 
 
 _NPZ_CORRUPTIONS = [
-    "drop adj_matrix", "drop labels", "labels float", "labels negative", "labels 2d",
-    "labels short", "adj non-square", "attr short", "adj object", "labels object",
-    "attr object", "extra object", "csr indptr short", "csr indices out of range",
-    "csr shape negative", "csr partial", "names object", "class_names short",
-    "adj 3d", "attr strings",
-]  # fmt: skip
+    "drop adj_matrix",
+    "drop labels",
+    "labels float",
+    "labels negative",
+    "labels 2d",
+    "labels short",
+    "adj non-square",
+    "attr short",
+    "adj object",
+    "labels object",
+    "attr object",
+    "extra object",
+    "csr indptr short",
+    "csr indices out of range",
+    "csr shape negative",
+    "csr partial",
+    "names object",
+    "class_names short",
+    "adj 3d",
+    "attr strings",
+]
 
 
 def _corrupt_npz(arrays: dict, how: str, marker: pathlib.Path) -> dict:
@@ -614,8 +784,12 @@ def _corrupt_npz(arrays: dict, how: str, marker: pathlib.Path) -> dict:
     if how.startswith("csr"):
         adj = arrays.pop("adj_matrix")
         rows, cols = np.nonzero(adj)
-        parts = {"data": np.ones(rows.size), "indices": cols, "shape": np.array(adj.shape),
-                 "indptr": np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n))])}  # fmt: skip
+        parts = {
+            "data": np.ones(rows.size),
+            "indices": cols,
+            "shape": np.array(adj.shape),
+            "indptr": np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n))]),
+        }
         if how == "csr indptr short":
             parts["indptr"] = parts["indptr"][:-2]
         elif how == "csr indices out of range":
@@ -688,8 +862,9 @@ def test_npz_graph_loader_rejects_non_archives(tmp_path, content):
     path = tmp_path / "graph.npz"
     path.write_bytes(content)
     expect_clear_error(lambda: data.load_npz_graph(path), "path")
-    expect_clear_error(lambda: data.load_npz_graph(tmp_path / "missing.npz"), "path",
-                       errors=(FileNotFoundError,))  # fmt: skip
+    expect_clear_error(
+        lambda: data.load_npz_graph(tmp_path / "missing.npz"), "path", errors=(FileNotFoundError,)
+    )
 
 
 @pytest.mark.parametrize("loader", [data.load_pascal_voc, data.load_cityscapes])
@@ -724,8 +899,9 @@ def test_voc_loader_broken_folders(tmp_path):
     voc = _voc_folder(tmp_path / "ok")
     assert data.load_pascal_voc(tmp_path / "ok", scale=1.0).images.shape == (2, 3, 8, 10)
     (voc / "SegmentationClass" / "b.png").unlink()
-    expect_clear_error(lambda: data.load_pascal_voc(tmp_path / "ok"), "b.png",
-                       errors=(FileNotFoundError,))  # fmt: skip
+    expect_clear_error(
+        lambda: data.load_pascal_voc(tmp_path / "ok"), "b.png", errors=(FileNotFoundError,)
+    )
     voc = _voc_folder(tmp_path / "empty_list")
     (voc / "ImageSets" / "Segmentation" / "val.txt").write_text("")
     expect_clear_error(lambda: data.load_pascal_voc(tmp_path / "empty_list"), "empty")
@@ -795,12 +971,19 @@ def test_segmentation_checkpoint_bad_metadata(tmp_path, metadata):
 
 def _record(item_id="img0", num_certified=(3, 1)):
     prediction = np.array([0, 1, 1, 0])
-    method = results.method_record("lp", [0.0, 0.5], list(num_certified), [1, 1], solver="GLOP",
-                                   status="OPTIMAL")  # fmt: skip
+    method = results.method_record(
+        "lp", [0.0, 0.5], list(num_certified), [1, 1], solver="GLOP", status="OPTIMAL"
+    )
     return results.item_record(
-        item_id, task="image", budget_kind="l2", num_classes=2, prediction=prediction,
-        labels=np.array([0, 1, 0, 0]), abstain=np.zeros(4, bool), methods={"localized_lp": method},
-    )  # fmt: skip
+        item_id,
+        task="image",
+        budget_kind="l2",
+        num_classes=2,
+        prediction=prediction,
+        labels=np.array([0, 1, 0, 0]),
+        abstain=np.zeros(4, bool),
+        methods={"localized_lp": method},
+    )
 
 
 BAD_ITEM_IDS = ["", ".hidden", "a/b", "../up", "x" * 300, "a b", None, 3, "a\x00b"]
@@ -827,8 +1010,9 @@ def test_item_record_validation(field, value):
 
 def test_result_arrays_refuse_objects_and_pickled_npz_is_not_loaded(tmp_path):
     run = results.RunDir.start(tmp_path / "run", {"task": "image", "a": 1})
-    expect_clear_error(lambda: run.write_item("img0", _record(), {"x": np.array([None, 1])}),
-                       "arrays")  # fmt: skip
+    expect_clear_error(
+        lambda: run.write_item("img0", _record(), {"x": np.array([None, 1])}), "arrays"
+    )
     run.write_item("img0", _record(), {"prediction": np.zeros(4, np.int32)})
     # replace the NPZ by one that carries a pickled object under the recorded name
     marker = tmp_path / "UNPICKLED"
@@ -844,8 +1028,9 @@ def test_result_arrays_refuse_objects_and_pickled_npz_is_not_loaded(tmp_path):
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("damage", ["truncate json", "truncate npz", "garbage json", "no npz",
-                                    "tmp leftovers"])  # fmt: skip
+@pytest.mark.parametrize(
+    "damage", ["truncate json", "truncate npz", "garbage json", "no npz", "tmp leftovers"]
+)
 def test_damaged_items_are_not_done_and_summaries_survive(tmp_path, damage):
     run = results.RunDir.start(tmp_path / "run", {"task": "image", "a": 1})
     for i in range(2):
@@ -873,8 +1058,11 @@ def test_damaged_run_config(tmp_path, config):
     (tmp_path / "config.json").write_text(config)
     expect_clear_error(lambda: results.RunDir.existing(tmp_path), "config.json")
     expect_clear_error(lambda: results.summarize(tmp_path), "config.json")
-    expect_clear_error(lambda: results.RunDir.existing(tmp_path / "missing"), "missing",
-                       errors=(FileNotFoundError,))  # fmt: skip
+    expect_clear_error(
+        lambda: results.RunDir.existing(tmp_path / "missing"),
+        "missing",
+        errors=(FileNotFoundError,),
+    )
 
 
 # ================================================================================================
@@ -933,3 +1121,149 @@ def test_split_nodes_rejects_bad_argument(arg, draw):
     kwargs = dict(labels=labels, train_per_class=1, val_per_class=1)
     kwargs[arg] = draw.draw(st.sampled_from(bad))
     expect_clear_error(lambda: data.split_nodes(jax.random.key(0), **kwargs), arg)
+
+
+# ================================================================================================
+# Command-line tools: bad flags in real subprocesses
+# ================================================================================================
+
+# (tool, flags, text the message must contain). Every case must fail with exit code != 0, a
+# message naming the flag (or the path), and no traceback frame from inside a library.
+CLI_CASES = [
+    ("certify", ["--grid=0x3"], "grid"),
+    ("certify", ["--grid=abc"], "grid"),
+    ("certify", ["--grid=3x"], "grid"),
+    ("certify", ["--n0=0"], "n0"),
+    ("certify", ["--n=-5"], "`n`"),
+    ("certify", ["--alpha=1.5"], "alpha"),
+    ("certify", ["--alpha=nan"], "alpha"),
+    ("certify", ["--batch_size=0"], "batch_size"),
+    ("certify", ["--dataset=imagenet"], "dataset"),
+    ("certify", ["--dataset=pascal_voc"], "data_dir"),
+    ("certify", ["--dataset=cityscapes", "--data_dir=/nonexistent/cs"], "/nonexistent/cs"),
+    ("certify", ["--dataset=pascal_voc", "--data_dir=/nonexistent/voc"], "/nonexistent/voc"),
+    ("certify", ["--budget_min=-1"], "budget_min"),
+    ("certify", ["--budget_max=inf"], "budget_max"),
+    ("certify", ["--mode=exact"], "mode"),
+    ("certify", ["--time_limit_s=-1"], "time_limit_s"),
+    ("certify", ["--std_min=0"], "std_min"),
+    ("certify", ["--std_min=0.5", "--std_max=0.1"], "std_max"),
+    ("certify", ["--sigma=-0.25"], "sigma"),
+    ("certify", ["--num_bins=-1"], "num_bins"),
+    ("certify", ["--correction=sidak"], "correction"),
+    ("certify", ["--n0=abc"], "n0"),
+    ("certify", ["--foo=1"], "foo"),
+    ("certify", ["stray_argument"], "stray_argument"),
+    ("certify", ["--task=graph", "--image_size=8"], "image_size"),
+    ("certify", ["--task=graph", "--num_clusters=0"], "num_clusters"),
+    ("certify", ["--task=graph", "--theta_plus_min=0"], "theta_plus_min"),
+    ("certify", ["--task=graph", "--max_additions=-1"], "max_additions"),
+    ("certify", ["--task=graph", "--dataset=npz", "--data_dir=/nonexistent/g.npz"], "g.npz"),
+    ("certify", ["--task=graph", "--dataset=cora"], "dataset"),
+    ("train", ["--grid=0x3"], "grid"),
+    ("train", ["--task=graph", "--epochs=0"], "epochs"),
+    ("report", [], "RUN_DIR"),
+    ("report", ["/nonexistent/run"], "/nonexistent/run"),
+]
+FAST_CLI_CASES = [0, 6, 8]
+
+
+def _start_cli(tool, flags, out_dir):
+    cmd = [sys.executable, "-m", f"lrsjax.cli.{tool}", *flags]
+    if tool != "report":
+        cmd.append(f"--out_dir={out_dir}")
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _innermost_frame(stderr: str) -> str | None:
+    frames = [line.strip() for line in stderr.splitlines() if line.strip().startswith('File "')]
+    return frames[-1] if frames else None
+
+
+def _check_cli_cases(indices, tmp_path):
+    """Runs the cases (two at a time); returns {case: (rc, last message line, frame)}."""
+    outcomes = {}
+    pending = list(indices)
+    while pending:
+        batch, pending = pending[:2], pending[2:]
+        procs = {i: _start_cli(*CLI_CASES[i][:2], tmp_path / f"out{i}") for i in batch}
+        for i, proc in procs.items():
+            out, err = proc.communicate(timeout=300)
+            tool, flags, name = CLI_CASES[i]
+            text = out + err
+            last = [line for line in text.strip().splitlines() if line.strip()][-1:]
+            frame = _innermost_frame(err)
+            outcomes[(tool, tuple(flags))] = (proc.returncode, last, frame)
+            assert proc.returncode != 0, f"{tool} {flags}: exit code 0\n{text[-2000:]}"
+            assert name in text, f"{tool} {flags}: message does not name {name!r}\n{text[-2000:]}"
+            if frame is not None:
+                assert "site-packages" not in frame and "/lib/python" not in frame, (
+                    f"{tool} {flags}: traceback ends inside a library: {frame}\n{err[-2000:]}"
+                )
+    return outcomes
+
+
+def test_cli_bad_flags_fast(tmp_path):
+    _check_cli_cases(FAST_CLI_CASES, tmp_path)
+
+
+@pytest.mark.slow
+def test_cli_bad_flags_slow(tmp_path):
+    outcomes = _check_cli_cases(range(len(CLI_CASES)), tmp_path)
+    with_traceback = [case for case, (_, _, frame) in outcomes.items() if frame is not None]
+    print(
+        f"\nCLI FUZZ: {len(outcomes)} cases, all rejected clearly; "
+        f"{len(with_traceback)} printed a traceback (ending in lrsjax code)"
+    )
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG (usability): lrsjax-certify/lrsjax-train print a full Python traceback for a bad "
+    "flag value (the ValueError escapes absl's app.run), while lrsjax-report exits with a one-line "
+    "`error:` message; catch ValueError/FileNotFoundError in main and sys.exit(message)",
+)
+def test_cli_bad_flag_gives_a_one_line_error(tmp_path):
+    proc = _start_cli("certify", ["--grid=0x3"], tmp_path)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode != 0
+    assert "Traceback" not in err, err[-1500:]
+
+
+# ================================================================================================
+# Job configurations: errors that would only surface after training
+# ================================================================================================
+
+
+def _segmentation_job(**fields):
+    from lrsjax import pipelines
+
+    return pipelines.SegmentationJob(**fields)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: SegmentationJob(correction='holm') passes validated(), but the job never passes "
+    "`tau` to certify (there is no tau field/flag), so `lrsjax-certify --correction=holm` always "
+    'fails with "`tau` is required" AFTER training the models; add a --tau flag (validated '
+    "in (1/2, 1)) or reject 'holm' in validated()",
+)
+def test_segmentation_job_holm_is_usable_or_refused_up_front():
+    job = _segmentation_job(correction="holm")
+    try:
+        job = job.validated()
+    except ValueError as error:
+        assert "correction" in str(error) or "tau" in str(error)
+        return
+    assert hasattr(job, "tau"), "correction='holm' accepted, but the job has no tau to pass on"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: SegmentationJob.validated() does not check the grid against the image size: "
+    "--grid=9x9 --image_size=8 passes validation and fails only in certify_image, after training",
+)
+def test_segmentation_job_grid_larger_than_image_is_refused_up_front():
+    job = _segmentation_job(grid=(9, 9), image_size=8)
+    expect_clear_error(job.validated, "grid")

@@ -180,6 +180,20 @@ def test_gaussian_sampler_per_region_std_and_mask():
         assert abs(values.mean()) < 5 * std / np.sqrt(values.size)
 
 
+def test_standard_normal_matches_the_normal_distribution():
+    z = np.asarray(noise.standard_normal(jax.random.key(1), (400, 500)))
+    assert z.shape == (400, 500) and z.dtype == np.float32
+    flat = z.ravel().astype(np.float64)
+    assert stats.kstest(flat, "norm").pvalue > 1e-4
+    assert abs(flat.mean()) < 5 / np.sqrt(flat.size)
+    assert abs(flat.var() - 1) < 5 * np.sqrt(2 / flat.size)
+    # 24-bit uniforms on a symmetric grid strictly inside (-1, 1): finite, |z| <= 5.42
+    assert np.all(np.isfinite(flat)) and np.abs(flat).max() <= 5.42
+    # different keys, different draws; odd sizes are cut from whole groups of 4
+    other = np.asarray(noise.standard_normal(jax.random.key(2), (7,)))
+    assert other.shape == (7,) and not np.allclose(other, z.ravel()[:7])
+
+
 def _random_binary(rng, num_rows, num_cols, density):
     return (rng.random((num_rows, num_cols)) < density).astype(np.int8)
 
@@ -306,3 +320,50 @@ def test_dense_bernoulli_marginals():
         params.deletion_thresholds[group],
     )
     _assert_rates(np.asarray(dense), matrix, sm, group)
+
+
+def test_refined_random_bits_equal_full_width_draws():
+    """The sampler's bit-saving refinements decide exactly as full-width draws would."""
+    from lrsjax.noise._samplers import _bernoulli_from_16_bits, _mul_32x32, _uniform_below
+
+    rng = np.random.default_rng(5)
+    n = 20000
+    # 64-bit multiply-shift floor((h * 2**32 + l) * span / 2**64); large spans refine often
+    span = rng.integers(1, 2**31 - 1, n, dtype=np.uint64)
+    span[: n // 2] = rng.integers(2**30, 2**31 - 1, n // 2, dtype=np.uint64)
+    high = rng.integers(0, 2**32, n, dtype=np.uint64)
+    low = rng.integers(0, 2**32, n, dtype=np.uint64)
+    _, low_1 = _mul_32x32(jnp.asarray(high.astype(np.uint32)), jnp.asarray(span.astype(np.uint32)))
+    undecided = np.asarray(low_1).astype(np.uint64) > 2**32 - span
+    assert 0 < undecided.sum() < n
+    values, overflow = _uniform_below(
+        jnp.asarray(high.astype(np.uint32)),
+        jnp.asarray(low[undecided].astype(np.uint32)),  # each undecided entry's own low word
+        jnp.asarray(span.astype(np.int32)),
+        jnp.ones(n, bool),
+    )
+    expected = [((int(h) << 32 | int(lo)) * int(s)) >> 64 for h, lo, s in zip(high, low, span)]
+    assert not bool(overflow)
+    np.testing.assert_array_equal(np.asarray(values).astype(np.int64), expected)
+    # a pool one word short is flagged
+    _, overflow = _uniform_below(
+        jnp.asarray(high.astype(np.uint32)),
+        jnp.asarray(low[undecided][:-1].astype(np.uint32)),
+        jnp.asarray(span.astype(np.int32)),
+        jnp.ones(n, bool),
+    )
+    assert bool(overflow)
+    # Bernoulli(t / 2**32) from a 16-bit draw, refined by a pool word when the high halves tie
+    thresholds = rng.integers(0, 2**32, n, dtype=np.uint64)
+    high16 = rng.integers(0, 2**16, n, dtype=np.uint64)
+    high16[:500] = thresholds[:500] >> 16  # ties
+    low16 = rng.integers(0, 2**16, n, dtype=np.uint64)
+    tied = high16 == thresholds >> 16
+    decided, overflow = _bernoulli_from_16_bits(
+        jnp.asarray(high16.astype(np.uint32)),
+        jnp.asarray(low16[tied].astype(np.uint32)),
+        jnp.asarray(thresholds.astype(np.uint32)),
+        jnp.ones(n, bool),
+    )
+    assert not bool(overflow)
+    np.testing.assert_array_equal(np.asarray(decided), ((high16 << 16) | low16) < thresholds)

@@ -21,6 +21,7 @@ from lrsjax.noise._samplers import (
     sample_dense_bernoulli,
     sample_gaussian,
     sparse_addition_capacity,
+    standard_normal,
 )
 from lrsjax.noise._smoothing import (
     Smoothing,
@@ -59,4 +60,5 @@ __all__ = [
     "sample_dense_bernoulli",
     "sample_gaussian",
     "sparse_addition_capacity",
+    "standard_normal",
 ]

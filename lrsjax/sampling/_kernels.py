@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from lrsjax import _checks
+from lrsjax import _checks, _keys
 from lrsjax._sparse import SparseBinary
 from lrsjax.noise import _samplers
 from lrsjax.noise._smoothing import Smoothing, check_smoothing
@@ -155,7 +155,9 @@ def _batch_step(static: _Static, key, b, params, x, valid, arrays, target, activ
         model = jax.vmap(static.apply_fn, in_axes=(None, 0))
     if static.sampler == "gaussian":
         # one standard-normal draw per batch serves every group (SPEC 3)
-        noise = jax.random.normal(jax.random.fold_in(key, b), (batch_size, *x.shape), x.dtype)
+        noise = _samplers.standard_normal(
+            jax.random.fold_in(key, b), (batch_size, *x.shape), x.dtype
+        )
 
     def group_step(k, carry):
         counts, overflow = carry
@@ -346,6 +348,7 @@ def make_counter(
     num_groups = smoothing.num_groups
 
     def count(key, params, x, num_samples, target=None, active=None) -> Counts:
+        key = _keys.check_key("key", key)
         num_samples = _checks.positive_int("num_samples", num_samples)
         if num_samples >= 2**31 - batch_size:
             _checks.fail("num_samples", num_samples, "must be < 2**31 - batch_size", "")

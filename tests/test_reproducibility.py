@@ -1,0 +1,208 @@
+"""Reproducibility (issue #7): the same command and seed give the same result files.
+
+`lrsjax-certify` runs the tiny synthetic segmentation job in subprocesses, on 1 device and on 4
+simulated CPU devices (`XLA_FLAGS=--xla_force_host_platform_device_count=4`), and the result files
+are compared: every item's NPZ arrays bit for bit, every item's JSON record without its wall-clock
+fields (`timings`, per-method `seconds`, and `npz_sha256`, which hashes the NPZ *file*, whose zip
+entries carry the write time). Byte-for-byte identity of the files themselves is tested separately
+(xfail while the records hold wall-clock times). The run's config.json must record the library
+versions, the seeds, the devices, and every collective method the solver and its status.
+
+Fast suite: one 1-device and one 4-device run. Slow suite (`pytest -m slow`): two more runs (across
+runs on 1 device, and 4 devices again).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+PYTHON = sys.executable
+
+# The tiny synthetic segmentation job (trains two small U-Nets for 2 steps, certifies 3 images).
+TINY_FLAGS = (
+    "--image_size=8",
+    "--num_classes=3",
+    "--num_train_images=4",
+    "--num_images=3",
+    "--depth=1",
+    "--width=4",
+    "--train_steps=2",
+    "--train_batch_size=2",
+    "--grid=2x2",
+    "--n0=4",
+    "--n=24",
+    "--batch_size=8",
+    "--budget_max=0.5",
+    "--budget_steps=3",
+    "--num_bins=4",
+    "--mode=lp",
+    "--seed=3",
+)
+WALL_CLOCK_FIELDS = ("timings", "seconds", "npz_sha256", "created_utc")
+
+
+def _env(devices: int) -> dict:
+    env = dict(os.environ)
+    env["JAX_PLATFORMS"] = "cpu"
+    flags = [f for f in env.get("XLA_FLAGS", "").split() if "device_count" not in f]
+    flags.append(f"--xla_force_host_platform_device_count={devices}")
+    env["XLA_FLAGS"] = " ".join(flags)
+    return env
+
+
+def save_tiny_checkpoint(path: pathlib.Path) -> pathlib.Path:
+    """A randomly initialised U-Net for the tiny job (no training, nothing compiled)."""
+    import jax
+
+    from lrsjax import models, training
+
+    model = models.UNet(num_classes=3, depth=1, base_width=4)
+    params = models.init_segmentation_params(jax.random.key(0), model, (3, 8, 8))
+    training.save_segmentation_model(path, model, params, input_shape=(3, 8, 8))
+    return path
+
+
+def run_certify(out_dir: pathlib.Path, devices: int = 1, extra=(), timeout: float = 600):
+    cmd = [PYTHON, "-m", "lrsjax.cli.certify", *TINY_FLAGS, *extra, f"--out_dir={out_dir}"]
+    result = subprocess.run(cmd, env=_env(devices), capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return out_dir / "results"
+
+
+def strip_wall_clock(obj):
+    """A copy of a JSON value without the wall-clock fields (recursively)."""
+    if isinstance(obj, dict):
+        return {k: strip_wall_clock(v) for k, v in obj.items() if k not in WALL_CLOCK_FIELDS}
+    if isinstance(obj, list):
+        return [strip_wall_clock(v) for v in obj]
+    return obj
+
+
+def load_npz(path: pathlib.Path) -> dict:
+    with np.load(path, allow_pickle=False) as archive:
+        return {name: archive[name] for name in archive.files}
+
+
+def compare_runs(a: pathlib.Path, b: pathlib.Path) -> list[str]:
+    """Differences between two result directories, wall-clock fields ignored ([] = identical)."""
+    diffs = []
+    names_a = sorted(p.name for p in (a / "items").iterdir() if not p.name.startswith("."))
+    names_b = sorted(p.name for p in (b / "items").iterdir() if not p.name.startswith("."))
+    if names_a != names_b:
+        return [f"item files differ: {names_a} vs {names_b}"]
+    for name in names_a:
+        pa, pb = a / "items" / name, b / "items" / name
+        if name.endswith(".json"):
+            ra, rb = json.loads(pa.read_text()), json.loads(pb.read_text())
+            if strip_wall_clock(ra) != strip_wall_clock(rb):
+                diffs.append(f"{name}: record differs")
+        else:
+            xa, xb = load_npz(pa), load_npz(pb)
+            if sorted(xa) != sorted(xb):
+                diffs.append(f"{name}: array names differ")
+                continue
+            for key in xa:
+                if xa[key].dtype != xb[key].dtype or xa[key].tobytes() != xb[key].tobytes():
+                    diffs.append(f"{name}[{key}] differs")
+    sa = json.loads((a / "summary.json").read_text())
+    sb = json.loads((b / "summary.json").read_text())
+    if strip_wall_clock(sa) != strip_wall_clock(sb):
+        diffs.append("summary.json differs")
+    return diffs
+
+
+def wall_clock_fields(run: pathlib.Path) -> set[str]:
+    """Which wall-clock fields the item records of a run hold (for the report)."""
+    found = set()
+    for path in (run / "items").glob("*.json"):
+        record = json.loads(path.read_text())
+        if record.get("timings"):
+            found.add("timings")
+        for method in record["methods"].values():
+            if any(s is not None for s in method.get("seconds") or []):
+                found.add("methods.*.seconds")
+        if "npz_sha256" in record:
+            found.add("npz_sha256 (hash of a zip with write times)")
+    return found
+
+
+def _check_metadata(run: pathlib.Path, devices: int) -> None:
+    config = json.loads((run / "config.json").read_text())
+    for package in ("lrsjax", "jax", "jaxlib", "numpy", "scipy", "ortools", "python"):
+        assert config["versions"].get(package), f"config.json lacks the {package} version"
+    assert config["seeds"] == {"seed": 3}
+    assert config["config"]["seed"] == 3 and config["config"]["n"] == 24
+    assert len(config["devices"]) == devices
+    assert all(d["platform"] == "cpu" for d in config["devices"])
+    for path in (run / "items").glob("*.json"):
+        record = json.loads(path.read_text())
+        assert record["seeds"]["seed"] == 3 and record["seeds"]["item_key"]
+        collective = record["methods"]["localized_lp"]
+        assert collective["mode"] == "lp"
+        assert all(isinstance(s, str) and s for s in collective["solver"]), collective["solver"]
+        assert all(isinstance(s, str) and s for s in collective["status"]), collective["status"]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Result directories of the tiny job on a saved checkpoint: {"1a": 1 device, "4a": 4}."""
+    root = tmp_path_factory.mktemp("repro")
+    extra = (f"--checkpoint={save_tiny_checkpoint(root / 'tiny.msgpack')}",)
+    return {
+        "extra": extra,
+        "1a": run_certify(root / "1a", 1, extra),
+        "4a": run_certify(root / "4a", 4, extra),
+    }
+
+
+def test_one_and_four_devices_give_identical_results(runs):
+    assert compare_runs(runs["1a"], runs["4a"]) == []
+
+
+def test_result_files_record_versions_seeds_devices_and_solver(runs):
+    _check_metadata(runs["1a"], 1)
+    _check_metadata(runs["4a"], 4)
+
+
+def test_which_wall_clock_fields_the_item_files_hold(runs):
+    """Documents (and pins) that item records hold wall-clock data, which the lead plans to move
+    to a side file; update this test when that happens."""
+    fields = wall_clock_fields(runs["1a"])
+    print(f"\nWALL-CLOCK FIELDS IN ITEM RECORDS: {sorted(fields)}")
+    assert "timings" in fields
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: result files are not bit-identical across runs with the same seed: item JSON "
+    "records hold wall-clock `timings` and per-method `seconds`, and the NPZ (np.savez_compressed) "
+    "stores zip entries with the write time, so its bytes and the recorded npz_sha256 differ too",
+)
+def test_item_files_are_bit_identical(runs):
+    a, b = runs["1a"] / "items", runs["4a"] / "items"
+    for path in sorted(a.iterdir()):
+        if not path.name.startswith("."):
+            assert path.read_bytes() == (b / path.name).read_bytes(), path.name
+
+
+@pytest.mark.slow
+def test_reruns_are_identical_slow(runs, tmp_path):
+    again_1 = run_certify(tmp_path / "1b", 1, runs["extra"])
+    again_4 = run_certify(tmp_path / "4b", 4, runs["extra"])
+    for a, b in ((runs["1a"], again_1), (runs["4a"], again_4), (again_1, again_4)):
+        assert compare_runs(a, b) == []
+    # the whole command, training included, on 1 and 4 devices
+    trained_1 = run_certify(tmp_path / "t1", 1)
+    trained_4 = run_certify(tmp_path / "t4", 4)
+    assert compare_runs(trained_1, trained_4) == []
+    print(
+        "\nREPRODUCIBILITY: 6 runs (checkpoint: 1, 4, 1, 4 devices; trained: 1, 4 devices) "
+        "identical up to wall-clock fields"
+    )
