@@ -1128,7 +1128,7 @@ def test_split_nodes_rejects_bad_argument(arg, draw):
 # ================================================================================================
 
 # (tool, flags, text the message must contain). Every case must fail with exit code != 0, a
-# message naming the flag (or the path), and no traceback frame from inside a library.
+# message naming the flag (or the path), and no Python traceback at all.
 CLI_CASES = [
     ("certify", ["--grid=0x3"], "grid"),
     ("certify", ["--grid=abc"], "grid"),
@@ -1182,8 +1182,9 @@ def _innermost_frame(stderr: str) -> str | None:
 
 
 def _check_cli_cases(indices, tmp_path):
-    """Runs the cases (two at a time); returns {case: (rc, last message line, frame)}."""
-    outcomes = {}
+    """Runs the cases (two at a time); returns the number of cases. Fails listing every case
+    that exited 0, did not name its flag, or printed a traceback."""
+    problems = []
     pending = list(indices)
     while pending:
         batch, pending = pending[:2], pending[2:]
@@ -1192,16 +1193,14 @@ def _check_cli_cases(indices, tmp_path):
             out, err = proc.communicate(timeout=300)
             tool, flags, name = CLI_CASES[i]
             text = out + err
-            last = [line for line in text.strip().splitlines() if line.strip()][-1:]
-            frame = _innermost_frame(err)
-            outcomes[(tool, tuple(flags))] = (proc.returncode, last, frame)
-            assert proc.returncode != 0, f"{tool} {flags}: exit code 0\n{text[-2000:]}"
-            assert name in text, f"{tool} {flags}: message does not name {name!r}\n{text[-2000:]}"
-            if frame is not None:
-                assert "site-packages" not in frame and "/lib/python" not in frame, (
-                    f"{tool} {flags}: traceback ends inside a library: {frame}\n{err[-2000:]}"
-                )
-    return outcomes
+            if proc.returncode == 0:
+                problems.append(f"{tool} {flags}: exit code 0\n{text[-1500:]}")
+            elif name not in text:
+                problems.append(f"{tool} {flags}: message does not name {name!r}\n{text[-1500:]}")
+            elif _innermost_frame(err) is not None:
+                problems.append(f"{tool} {flags}: printed a traceback\n{err[-1500:]}")
+    assert not problems, "\n\n".join(problems)
+    return len(list(indices))
 
 
 def test_cli_bad_flags_fast(tmp_path):
@@ -1210,25 +1209,8 @@ def test_cli_bad_flags_fast(tmp_path):
 
 @pytest.mark.slow
 def test_cli_bad_flags_slow(tmp_path):
-    outcomes = _check_cli_cases(range(len(CLI_CASES)), tmp_path)
-    with_traceback = [case for case, (_, _, frame) in outcomes.items() if frame is not None]
-    print(
-        f"\nCLI FUZZ: {len(outcomes)} cases, all rejected clearly; "
-        f"{len(with_traceback)} printed a traceback (ending in lrsjax code)"
-    )
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (usability): lrsjax-certify/lrsjax-train print a full Python traceback for a bad "
-    "flag value (the ValueError escapes absl's app.run), while lrsjax-report exits with a one-line "
-    "`error:` message; catch ValueError/FileNotFoundError in main and sys.exit(message)",
-)
-def test_cli_bad_flag_gives_a_one_line_error(tmp_path):
-    proc = _start_cli("certify", ["--grid=0x3"], tmp_path)
-    out, err = proc.communicate(timeout=300)
-    assert proc.returncode != 0
-    assert "Traceback" not in err, err[-1500:]
+    count = _check_cli_cases(range(len(CLI_CASES)), tmp_path)
+    print(f"\nCLI FUZZ: {count} cases, all rejected with a one-line message")
 
 
 # ================================================================================================

@@ -46,6 +46,8 @@ _HELP = {
     "alpha": "Family-wise error probability of all certificates of one input.",
     "correction": "Multiple-testing correction: bonferroni (sound, default) | holm "
     "(SegCertify fixed threshold) | rank_levels (no coverage proof; reproduction only).",
+    "tau": "Holm threshold of --correction=holm (SegCertify): outputs whose probability provably "
+    "exceeds tau are certified at the radius of tau.",
     "batch_size": "Samples per model call while certifying.",
     "budget_min": "Smallest l2 budget eps (segmentation).",
     "budget_max": "Largest l2 budget eps (segmentation).",

@@ -6,17 +6,27 @@ localized-noise and an isotropic-noise model); graphs train with the flip probab
 --train_theta_plus/--train_theta_minus.
 """
 
-from absl import app, logging
+import sys
+
+from absl import app, flags, logging
 
 from lrsjax import pipelines
 from lrsjax.cli import _flags
+
+flags.adopt_module_key_flags(_flags)
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}. All settings are --flags.")
     logging.set_verbosity(logging.WARNING)
-    job = _flags.job_from_flags()
+    try:
+        _run(_flags.job_from_flags())
+    except (ValueError, FileNotFoundError, RuntimeError) as error:
+        sys.exit(f"lrsjax-train: error: {error}")
+
+
+def _run(job):
     if _flags.FLAGS.task == "segmentation":
         paths = pipelines.train_segmentation_models(job)
     else:
@@ -26,7 +36,13 @@ def main(argv):
 
 
 def run():
-    app.run(main)
+    try:
+        app.run(main)
+    except SystemExit as exit_:
+        # absl exits with status 1 after --help; asking for help is not an error.
+        if exit_.code == 1 and any(a in ("--help", "-h", "--helpfull") for a in sys.argv[1:]):
+            sys.exit(0)
+        raise
 
 
 if __name__ == "__main__":

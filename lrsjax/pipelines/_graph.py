@@ -220,7 +220,6 @@ def certify_graph(job: GraphJob, key, graph, apply_fn, params, test_idx, cluster
         np.asarray(coll_correct.certified).tolist(),
         solver=list(coll_all.solver),
         status=list(coll_all.status),
-        seconds=list(np.asarray(coll_all.seconds) + np.asarray(coll_correct.seconds)),
         extra={"status_correct": list(coll_correct.status)},
     )
     naive = base_certs.naive_certified(cert.base_certs, budgets)
@@ -317,10 +316,10 @@ def run(job: GraphJob, log=print) -> pathlib.Path:
             evaluated=arrays["evaluated"],
             ignore_label=None,
             methods=methods,
-            timings=timings,
             seeds={"seed": job.seed},
             extra={"num_nodes": graph.num_nodes, "num_test_nodes": int(len(test_idx))},
         )
+        run_dir.write_timings(item_id, timings)
         run_dir.write_item(item_id, record, arrays)
         log(f"certified {len(test_idx)} test nodes of {item_id} in {timings['total_s']:.1f} s")
     summary = results.write_summary(run_dir)

@@ -39,7 +39,8 @@ class SegmentationJob:
     `train_noise` ("matched": each smoothing certifies a model trained with its own noise).
     Smoothing: `grid` (I, J), `std_min`, `std_max`, `interpolate`, `max_std_at_boundary`,
     `mask_distance` (0 = none), `sigma` (isotropic baseline).
-    Sampling: `n0`, `n` (per localized group), `alpha`, `correction`, `batch_size`.
+    Sampling: `n0`, `n` (per localized group), `alpha`, `correction` (`tau`: the Holm
+    threshold, used with correction="holm" only), `batch_size`.
     Collective: budgets `budget_min..budget_max` in `budget_steps` steps (l2 radii eps),
     `num_bins` (0 = no binning), `mode` ("lp", "hull", "milp"), `time_limit_s` (MILP, 0 = none).
     Run: `seed`, `out_dir`, `overwrite`.
@@ -70,6 +71,7 @@ class SegmentationJob:
     n: int = 256
     alpha: float = 0.01
     correction: str = "bonferroni"
+    tau: float = 0.75
     batch_size: int = 32
     budget_min: float = 0.0
     budget_max: float = 1.0
@@ -100,6 +102,8 @@ class SegmentationJob:
         _checks.positive_int("num_bins", self.num_bins, minimum=0)
         _checks.positive_int("mask_distance", self.mask_distance, minimum=0)
         _checks.probability("alpha", self.alpha)
+        if _checks.probability("tau", self.tau) <= 0.5:
+            _checks.fail("tau", self.tau, "must be in (1/2, 1)", "E.g. --tau=0.75.")
         grid = tuple(self.grid)
         if len(grid) != 2:
             _checks.fail("grid", self.grid, "must be two integers (rows, columns)", "E.g. 3x5.")
@@ -258,6 +262,7 @@ def certify_image(job: SegmentationJob, key, x, labels, localized_model, isotrop
         alpha=job.alpha,
         batch_size=job.batch_size,
         correction=job.correction,
+        tau=job.tau if job.correction == "holm" else None,
     )
     timings["localized_sampling_s"] = time.perf_counter() - start
     correct = evaluated & ~cert.abstain & (cert.prediction == labels_flat)
@@ -290,7 +295,6 @@ def certify_image(job: SegmentationJob, key, x, labels, localized_model, isotrop
         np.asarray(collective_correct.certified).tolist(),
         solver=list(collective_all.solver),
         status=list(collective_all.status),
-        seconds=list(np.asarray(collective_all.seconds) + np.asarray(collective_correct.seconds)),
         extra={"status_correct": list(collective_correct.status), "num_bins": job.num_bins},
     )
 
@@ -308,6 +312,7 @@ def certify_image(job: SegmentationJob, key, x, labels, localized_model, isotrop
         alpha=job.alpha,
         batch_size=job.batch_size,
         correction=job.correction,
+        tau=job.tau if job.correction == "holm" else None,
     )
     timings["isotropic_sampling_s"] = time.perf_counter() - start
     correct_iso = evaluated & ~cert_iso.abstain & (cert_iso.prediction == labels_flat)
@@ -387,9 +392,9 @@ def run(job: SegmentationJob, log=print) -> pathlib.Path:
                 labels=arrays["labels"],
                 abstain=arrays["abstain"],
                 methods=methods,
-                timings=timings,
                 seeds={"seed": job.seed, "item_key": [1000 + index]},
             )
+            run_dir.write_timings(item_id, timings)
             run_dir.write_item(item_id, record, arrays)
             progress.step(item_id, timings["total_s"])
     summary = results.write_summary(run_dir)

@@ -8,6 +8,9 @@ Schema (version `SCHEMA_VERSION` = 1) of one run directory:
       items/<item_id>.json   record of one item (written last, atomically: marks completion)
       summary.json           `write_summary` (lrsjax.results._summary)
       summary.txt            the same as a fixed-width table
+      timings/<item_id>.json wall-clock times of one item (written before the item; kept out of
+                             items/ so that the same command and seed reproduce items/ bit for
+                             bit; NPZ members carry fixed time stamps for the same reason)
 
 config.json:
   schema_version  int, SCHEMA_VERSION
@@ -525,6 +528,24 @@ class RunDir:
     def npz_path(self, item_id) -> pathlib.Path:
         return self.items_dir / f"{_check_item_id(item_id)}.npz"
 
+    def timings_path(self, item_id) -> pathlib.Path:
+        return self.path / "timings" / f"{_check_item_id(item_id)}.json"
+
+    def write_timings(self, item_id, timings: dict) -> None:
+        """Wall-clock times of one item, kept beside (not in) the result files.
+
+        Times differ from run to run; keeping them out of `items/` lets the same command and seed
+        reproduce the result files bit for bit. Written atomically, before the item itself.
+        """
+        _atomic.write_json(self.timings_path(item_id), to_jsonable(dict(timings)))
+
+    def load_timings(self, item_id) -> dict:
+        """The item's timings ({} if none were written or the file is unreadable)."""
+        try:
+            return json.loads(self.timings_path(item_id).read_text())
+        except (OSError, ValueError):
+            return {}
+
     # ---------------------------------------------------------------- config
 
     @classmethod
@@ -643,8 +664,9 @@ class RunDir:
 
     def _result_files(self) -> list[pathlib.Path]:
         files = []
-        if self.items_dir.is_dir():
-            files += [p for p in self.items_dir.iterdir() if p.suffix in (".json", ".npz", ".tmp")]
+        for folder in (self.items_dir, self.path / "timings"):
+            if folder.is_dir():
+                files += [p for p in folder.iterdir() if p.suffix in (".json", ".npz", ".tmp")]
         files += [p for p in (self.path / "summary.json", self.path / "summary.txt") if p.exists()]
         return files
 
@@ -711,8 +733,7 @@ class RunDir:
         self._remove_stale_tmp(item_id)
         npz_path = self.npz_path(item_id)
         with _atomic.atomic_path(npz_path) as tmp:
-            with open(tmp, "wb") as f:
-                np.savez_compressed(f, **arrays)
+            _write_npz(tmp, arrays)
         record["arrays"] = {
             name: {"shape": list(arr.shape), "dtype": arr.dtype.str} for name, arr in arrays.items()
         }
@@ -743,6 +764,21 @@ class RunDir:
         for name in (f"{item_id}.json", f"{item_id}.npz"):
             for tmp in self.items_dir.glob(f".{glob_escape(name)}.*.tmp"):
                 tmp.unlink(missing_ok=True)
+
+
+def _write_npz(path, arrays: dict) -> None:
+    """A compressed NPZ (readable by np.load) whose bytes depend only on the arrays.
+
+    `np.savez_compressed` stamps every member with the current time; fixed stamps and a sorted
+    member order make the same results produce the same file, byte for byte.
+    """
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name in sorted(arrays):
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            with archive.open(info, "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.ascontiguousarray(arrays[name]),
+                                          allow_pickle=False)  # fmt: skip
 
 
 def glob_escape(text: str) -> str:

@@ -57,7 +57,8 @@ def summarize(run_dir) -> dict:
     timings: dict[str, float] = collections.defaultdict(float)
     for item_id in item_ids:
         record = run.load_record(item_id)
-        for key, value in (record.get("timings") or {}).items():
+        item_timings = {**(record.get("timings") or {}), **run.load_timings(item_id)}
+        for key, value in item_timings.items():
             if isinstance(value, int | float) and not isinstance(value, bool):
                 timings[key] += float(value)
         for name, method in record["methods"].items():
