@@ -1151,6 +1151,7 @@ CLI_CASES = [
     ("certify", ["--sigma=-0.25"], "sigma"),
     ("certify", ["--num_bins=-1"], "num_bins"),
     ("certify", ["--correction=sidak"], "correction"),
+    ("certify", ["--correction=holm", "--tau=0.4"], "tau"),
     ("certify", ["--n0=abc"], "n0"),
     ("certify", ["--foo=1"], "foo"),
     ("certify", ["stray_argument"], "stray_argument"),
@@ -1224,21 +1225,10 @@ def _segmentation_job(**fields):
     return pipelines.SegmentationJob(**fields)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: SegmentationJob(correction='holm') passes validated(), but the job never passes "
-    "`tau` to certify (there is no tau field/flag), so `lrsjax-certify --correction=holm` always "
-    'fails with "`tau` is required" AFTER training the models; add a --tau flag (validated '
-    "in (1/2, 1)) or reject 'holm' in validated()",
-)
-def test_segmentation_job_holm_is_usable_or_refused_up_front():
-    job = _segmentation_job(correction="holm")
-    try:
-        job = job.validated()
-    except ValueError as error:
-        assert "correction" in str(error) or "tau" in str(error)
-        return
-    assert hasattr(job, "tau"), "correction='holm' accepted, but the job has no tau to pass on"
+@pytest.mark.parametrize("tau", [0.5, 0.2, 1.0, NAN])
+def test_segmentation_job_holm_threshold_is_checked_up_front(tau):
+    assert _segmentation_job(correction="holm", tau=0.75).validated().tau == 0.75
+    expect_clear_error(_segmentation_job(correction="holm", tau=tau).validated, "tau")
 
 
 @pytest.mark.xfail(

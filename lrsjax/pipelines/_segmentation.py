@@ -55,8 +55,8 @@ class SegmentationJob:
     num_images: int = 4
     checkpoint: str = ""
     depth: int = 2
-    width: int = 16
-    train_steps: int = 400
+    width: int = 8
+    train_steps: int = 300
     train_batch_size: int = 16
     learning_rate: float = 3e-3
     train_noise: str = "matched"
