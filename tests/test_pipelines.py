@@ -20,7 +20,7 @@ TINY_SEG = dict(
 )  # fmt: skip
 TINY_GRAPH = dict(
     epochs=10, patience=5, hidden=8, num_clusters=3, n0=16, n=200, batch_size=32,
-    max_additions=1, max_deletions=2, deletion_step=1, time_limit_s=5.0,
+    max_additions=1, max_deletions=2, deletion_step=1, time_limit_s=5.0, budget_grid="full",
 )  # fmt: skip
 
 

@@ -75,6 +75,8 @@ _HELP = {
     "max_additions": "Largest attribute-addition budget certified (graph).",
     "max_deletions": "Largest attribute-deletion budget certified (graph).",
     "deletion_step": "Step of the deletion budgets (graph).",
+    "budget_grid": "Graph budgets: axes (deletions alone, additions alone) | full (the whole "
+    "additions x deletions grid, for the heat map).",
 }
 
 flags.DEFINE_enum("task", "segmentation", ["segmentation", "graph"], "Which job to run.")

@@ -109,63 +109,86 @@ def _hull_lines(level: _Levels):
 
 
 def _build(problem, levels, totals, mode):
-    """The model as sparse arrays: variables b [T*M], r [K'], then y [K'] or z [sum L]."""
+    """The model from sparse arrays: variables b [T*M], r [G], then y [G] (LP) or z (MILP).
+
+    Rows: the T budget rows `sum_j b[t, j] <= total_t`; G rows `r_g = (W b)_group`; then per
+    group either the hypograph rows `y_g - B_i r_g <= A_i` or, for the MILP, `sum_i z_gi <= 1`
+    and `r_g - sum_i e_i z_gi >= 0`.
+    """
     weights = problem.weights
     num_types, _, num_regions = weights.shape
     nb = num_types * num_regions
     ng = len(levels)
-    rows, cols, vals, lo, hi = [], [], [], [], []
-
-    def add_row(r_cols, r_vals, low, high):
-        index = len(lo)
-        rows.extend([index] * len(r_cols))
-        cols.extend(r_cols)
-        vals.extend(r_vals)
-        lo.append(low)
-        hi.append(high)
-
-    for t in range(num_types):
-        add_row(list(range(t * num_regions, (t + 1) * num_regions)), [1.0] * num_regions,
-                -np.inf, float(totals[t]))  # fmt: skip
-    for g, level in enumerate(levels):
-        w = weights[:, level.group, :].reshape(-1)
-        nz = np.flatnonzero(w)
-        add_row([nb + g, *nz.tolist()], [1.0, *(-w[nz]).tolist()], 0.0, 0.0)
-    var_lo = [0.0] * (nb + ng)
-    var_hi = [float(totals[t]) for t in range(num_types) for _ in range(num_regions)]
-    var_hi += [np.inf] * ng
-    objective = [0.0] * (nb + ng)
-    integer = []
+    parts = []  # (row ids, col ids, values) with row ids local to each block
+    lo, hi = [], []
+    # Budget rows.
+    parts.append((np.repeat(np.arange(num_types), num_regions), np.arange(nb), np.ones(nb)))
+    lo.append(np.full(num_types, -np.inf))
+    hi.append(np.asarray(totals, np.float64))
+    # r_g - (W b)_g = 0.
+    w = np.stack([weights[:, level.group, :].reshape(-1) for level in levels])  # [G, nb]
+    g_idx, b_idx = np.nonzero(w)
+    parts.append((
+        np.concatenate([np.arange(ng), g_idx]),
+        np.concatenate([nb + np.arange(ng), b_idx]),
+        np.concatenate([np.ones(ng), -w[g_idx, b_idx]]),
+    ))  # fmt: skip
+    lo.append(np.zeros(ng))
+    hi.append(np.zeros(ng))
+    var_lo = [np.zeros(nb + ng)]
+    var_hi = [np.repeat(np.asarray(totals, np.float64), num_regions), np.full(ng, np.inf)]
+    objective = [np.zeros(nb + ng)]
+    integer = np.zeros(0, np.int64)
     if mode in ("lp", "hull"):
-        for g, level in enumerate(levels):
-            a, b = _paper_lines(level) if mode == "lp" else _hull_lines(level)
-            y = nb + ng + g
-            for ai, bi in zip(a, b):
-                add_row([y, nb + g], [1.0, -bi], -np.inf, float(ai))
-        var_lo += [0.0] * ng
-        var_hi += [float(level.cumulative[-1]) for level in levels]
-        objective += [1.0] * ng
+        lines = [_paper_lines(level) if mode == "lp" else _hull_lines(level) for level in levels]
+        sizes = np.array([a.size for a, _ in lines])
+        owner = np.repeat(np.arange(ng), sizes)
+        count = int(sizes.sum())
+        slopes = np.concatenate([b for _, b in lines])
+        rows = np.arange(count)
+        parts.append((
+            np.concatenate([rows, rows]),
+            np.concatenate([nb + ng + owner, nb + owner]),
+            np.concatenate([np.ones(count), -slopes]),
+        ))  # fmt: skip
+        lo.append(np.full(count, -np.inf))
+        hi.append(np.concatenate([a for a, _ in lines]))
+        var_lo.append(np.zeros(ng))
+        var_hi.append(np.array([level.cumulative[-1] for level in levels], np.float64))
+        objective.append(np.ones(ng))
     else:
-        offset = nb + ng
-        for g, level in enumerate(levels):
-            z = list(range(offset, offset + level.eta.size))
-            add_row(z, [1.0] * len(z), -np.inf, 1.0)
-            add_row([nb + g, *z], [1.0, *(-level.eta).tolist()], 0.0, np.inf)
-            objective += level.cumulative.tolist()
-            offset += level.eta.size
-        count = offset - nb - ng
-        var_lo += [0.0] * count
-        var_hi += [1.0] * count
-        integer = list(range(nb + ng, offset))
-    matrix = sp.csr_matrix((vals, (rows, cols)), shape=(len(lo), len(var_lo)))
+        sizes = np.array([level.eta.size for level in levels])
+        owner = np.repeat(np.arange(ng), sizes)
+        count = int(sizes.sum())
+        z = nb + ng + np.arange(count)
+        eta = np.concatenate([level.eta for level in levels])
+        parts.append((owner, z, np.ones(count)))  # one level per group
+        lo.append(np.full(ng, -np.inf))
+        hi.append(np.ones(ng))
+        parts.append((
+            np.concatenate([np.arange(ng), owner]),
+            np.concatenate([nb + np.arange(ng), z]),
+            np.concatenate([np.ones(ng), -eta]),
+        ))  # fmt: skip
+        lo.append(np.zeros(ng))
+        hi.append(np.full(ng, np.inf))
+        var_lo.append(np.zeros(count))
+        var_hi.append(np.ones(count))
+        objective.append(np.concatenate([level.cumulative for level in levels]))
+        integer = z
+    offsets = np.cumsum([0] + [block.size for block in lo[:-1]])
+    rows = np.concatenate([r + off for (r, _, _), off in zip(parts, offsets)])
+    cols = np.concatenate([c for _, c, _ in parts])
+    vals = np.concatenate([v for _, _, v in parts])
+    lo, hi = np.concatenate(lo), np.concatenate(hi)
+    var_lo, var_hi = np.concatenate(var_lo), np.concatenate(var_hi)
+    matrix = sp.csr_matrix((vals, (rows, cols)), shape=(lo.size, var_lo.size))
     model = mb.Model()
     model.helper.fill_model_from_sparse_data(
-        np.asarray(var_lo, np.float64), np.asarray(var_hi, np.float64),
-        np.asarray(objective, np.float64), np.asarray(lo, np.float64),
-        np.asarray(hi, np.float64), matrix,
-    )  # fmt: skip
+        var_lo, var_hi, np.concatenate(objective).astype(np.float64), lo, hi, matrix
+    )
     for index in integer:
-        model.helper.set_var_integrality(index, True)
+        model.helper.set_var_integrality(int(index), True)
     model.helper.set_maximize(True)
     return model
 

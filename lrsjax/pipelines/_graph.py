@@ -41,7 +41,8 @@ class GraphJob:
     isotropic baselines use `theta_plus_min` and `theta_minus_min` everywhere.
     Sampling: `n0`, `n` per cluster (baselines get `num_clusters` times as many), `alpha`,
     `batch_size`. Budgets: additions `0..max_additions`, deletions `0..max_deletions` in steps of
-    `deletion_step`, the full grid. Collective: `mode` and `time_limit_s` (0 = none).
+    `deletion_step`: `budget_grid="axes"` certifies deletions alone and additions alone,
+    "full" the whole (additions x deletions) grid. Collective: `mode` and `time_limit_s` (0 = none).
     """
 
     dataset: str = "synthetic"
@@ -68,6 +69,7 @@ class GraphJob:
     max_additions: int = 5
     max_deletions: int = 40
     deletion_step: int = 2
+    budget_grid: str = "axes"
     mode: str = "milp"
     time_limit_s: float = 10.0
     seed: int = 0
@@ -83,6 +85,7 @@ class GraphJob:
             )  # fmt: skip
         _checks.one_of("model", self.model, MODELS)
         _checks.one_of("mode", self.mode, collective.MODES)
+        _checks.one_of("budget_grid", self.budget_grid, ("axes", "full"))
         for name in ("train_per_class", "val_per_class", "hidden", "epochs", "patience"):
             _checks.positive_int(name, getattr(self, name))
         for name in ("num_clusters", "n0", "n", "batch_size", "deletion_step"):
@@ -100,10 +103,14 @@ class GraphJob:
 
     @property
     def budgets(self) -> np.ndarray:
-        """int [B, 2] (additions, deletions): the full grid, additions major."""
+        """int [B, 2] (additions, deletions): both axes, or the full grid (additions major)."""
         adds = np.arange(self.max_additions + 1)
         dels = np.arange(0, self.max_deletions + 1, self.deletion_step)
-        return np.stack(np.meshgrid(adds, dels, indexing="ij"), -1).reshape(-1, 2)
+        if self.budget_grid == "full":
+            return np.stack(np.meshgrid(adds, dels, indexing="ij"), -1).reshape(-1, 2)
+        deletions = np.stack([np.zeros_like(dels), dels], -1)
+        additions = np.stack([adds[1:], np.zeros_like(adds[1:])], -1)
+        return np.concatenate([deletions, additions]).astype(np.int64)
 
 
 def load_graph(job: GraphJob) -> data.Graph:
