@@ -17,6 +17,7 @@ Run the slow part with
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import pathlib
@@ -310,3 +311,187 @@ def test_kill_and_restart_gives_identical_results_slow(tmp_path):
         f"hidden .tmp leftovers after completion: {leftovers}"
     )
     assert cycles >= 20
+
+
+# ================================================================================================
+# The collective solver at a time limit, or failing
+# ================================================================================================
+
+
+def _hard_instance(seed: int, groups: int = 8, per_group: int = 10):
+    """Gaussian base certificates whose exact MILP takes SCIP ~0.2 s (many distinct etas)."""
+    from lrsjax import base_certs
+
+    rng = np.random.default_rng(seed)
+    stds = rng.uniform(0.2, 1.0, size=(groups, groups))
+    group = np.repeat(np.arange(groups), per_group)
+    p_lower = rng.uniform(0.6, 0.999, size=group.size)
+    return base_certs.gaussian(np.zeros(group.size, np.int64), p_lower, group, stds)
+
+
+BUDGETS = [0.3, 0.45, 0.6]
+# documented statuses (lrsjax.collective.CollectiveResult) and the relaxation each may come from
+STATUS_MODES = {
+    "ZERO_BUDGET": {"none"},
+    "NAIVE_ONLY": {"none"},
+    "MONOTONE_ZERO": {"none", "lp", "hull", "milp"},
+    "OPTIMAL": {"lp", "hull", "milp"},
+    "DUAL_BOUND": {"lp", "hull", "milp"},
+    "TIME_LIMIT_BOUND": {"milp"},
+    "HULL_FALLBACK": {"hull"},
+}
+
+
+def _assert_labelled(res) -> None:
+    for status, used, solver in zip(res.status, res.mode_used, res.solver):
+        assert status in STATUS_MODES, status
+        assert used in STATUS_MODES[status], (status, used)
+        assert isinstance(solver, str) and solver, solver
+
+
+def _time_limited(seeds, limits, milp_solver):
+    from lrsjax import collective
+
+    checked = limited = 0
+    for seed in seeds:
+        certs = _hard_instance(seed)
+        exact = collective.certify_collective(certs, BUDGETS, mode="milp", milp_solver=milp_solver)
+        assert set(exact.status) <= {"OPTIMAL", "NAIVE_ONLY", "MONOTONE_ZERO"}, exact.status
+        for limit in limits:
+            res = collective.certify_collective(
+                certs, BUDGETS, mode="milp", time_limit_s=limit, milp_solver=milp_solver
+            )
+            assert np.all(res.certified <= exact.certified), (seed, limit, res, exact)
+            _assert_labelled(res)
+            # where it claims exactness it must be the exact count
+            optimal = np.array([s == "OPTIMAL" for s in res.status])
+            assert np.all(res.certified[optimal] == exact.certified[optimal])
+            checked += len(BUDGETS)
+            limited += int(sum(s in ("TIME_LIMIT_BOUND", "HULL_FALLBACK") for s in res.status))
+    return checked, limited
+
+
+@pytest.mark.parametrize("milp_solver", ["bnb", "scip"])
+def test_milp_time_limit_is_sound_and_labelled_fast(milp_solver):
+    checked, limited = _time_limited(seeds=[0], limits=[1e-4], milp_solver=milp_solver)
+    assert limited > 0  # the limit was actually hit
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("milp_solver", ["bnb", "scip"])
+def test_milp_time_limit_is_sound_and_labelled_slow(milp_solver):
+    checked, limited = _time_limited(range(20), [1e-4, 1e-3, 1e-2, 0.05], milp_solver)
+    print(
+        f"\nSOLVER LIMITS ({milp_solver}): {checked} time-limited solves, {limited} stopped by "
+        "the limit, none above the exact MILP count"
+    )
+    assert limited > 0
+
+
+class _BrokenSolver:
+    """Stands in for ortools' ModelSolverHelper: for the solver names in `broken` it does not
+    solve and reports `status` with `value` for every number (objective, bound, primal and dual
+    values); the other solvers run for real."""
+
+    def __init__(self, real_cls, name, broken, status, value):
+        self._real = real_cls(name)
+        self._broken = name.lower() in broken
+        self._status, self._value = status, value
+
+    def solve(self, model):
+        if self._broken:
+            self._size = model.num_variables(), model.num_constraints()
+        else:
+            self._real.solve(model)
+
+    def __getattr__(self, attr):
+        if not self._broken:
+            return getattr(self._real, attr)
+        if attr == "status":
+            return lambda: self._status
+        if attr == "has_solution":
+            return lambda: self._status in ("OPTIMAL", "FEASIBLE") or not np.isnan(self._value)
+        if attr in ("objective_value", "best_objective_bound"):
+            return lambda: self._value
+        if attr == "variable_values":
+            return lambda: np.full(self._size[0], self._value)
+        if attr == "dual_values":
+            return lambda: np.full(self._size[1], self._value)
+        return getattr(self._real, attr)
+
+
+@functools.cache
+def _exact_counts(seed: int) -> np.ndarray:
+    from lrsjax import collective
+
+    res = collective.certify_collective(_hard_instance(seed), BUDGETS, mode="milp")
+    assert set(res.status) <= {"OPTIMAL", "NAIVE_ONLY", "MONOTONE_ZERO"}, res.status
+    return res.certified
+
+
+FAST_BROKEN = {
+    ("milp", "glop", "ABNORMAL"),
+    ("milp", "scip", "FEASIBLE"),
+    ("milp", "glop scip", "ABNORMAL"),
+    ("lp", "glop", "OPTIMAL"),
+}
+BROKEN = [
+    # (which solvers fail, reported status, reported numbers)
+    ("glop", "ABNORMAL", float("nan")),
+    ("glop", "INFEASIBLE", 0.0),
+    ("glop", "OPTIMAL", float("nan")),  # claims optimality, returns garbage
+    ("glop", "OPTIMAL", 0.0),  # claims optimality, returns zeros
+    ("glop", "OPTIMAL", 1e9),
+    ("scip", "ABNORMAL", float("nan")),
+    ("scip", "NOT_SOLVED", float("nan")),
+    ("scip", "FEASIBLE", float("inf")),  # time limit without a bound
+    ("scip", "INFEASIBLE", 0.0),
+    ("scip", "OPTIMAL", 0.0),  # claims optimality with objective and bound 0
+    ("glop scip", "ABNORMAL", float("nan")),
+]
+
+
+@pytest.mark.parametrize(
+    "mode, broken, status, value",
+    [
+        pytest.param(
+            mode,
+            *case,
+            marks=() if (mode, *case[:2]) in FAST_BROKEN else pytest.mark.slow,
+        )
+        for mode in ("lp", "hull", "milp")
+        for case in BROKEN
+    ],
+)
+def test_failing_solver_gives_a_sound_labelled_count_or_an_error(
+    monkeypatch, mode, broken, status, value
+):
+    """A failing LP/MILP solver: a documented fallback (a valid bound: the Lagrangian bound of the
+    relaxation, the hull bound, or nothing certified beyond the naive count) or a clear error;
+    never a silent 0 of attacks or an over-claim.
+
+    Exception: a solver that claims OPTIMAL for the exact MILP while returning a wrong optimum
+    cannot be detected by any caller; that case only checks that nothing crashes."""
+    from ortools.linear_solver.python import model_builder_helper as mbh
+
+    from lrsjax import collective
+
+    certs = _hard_instance(1)
+    exact = _exact_counts(1)
+    real = mbh.ModelSolverHelper
+    fake_status = getattr(mbh.SolveStatus, status)
+    monkeypatch.setattr(
+        mbh,
+        "ModelSolverHelper",
+        lambda name: _BrokenSolver(real, name, broken.split(), fake_status, value),
+    )
+    for milp_solver in ("bnb", "scip"):
+        try:
+            res = collective.certify_collective(certs, BUDGETS, mode=mode, milp_solver=milp_solver)
+        except RuntimeError as error:
+            assert str(error)
+            continue
+        _assert_labelled(res)
+        if mode == "milp" and milp_solver == "scip" and broken == "scip" and status == "OPTIMAL":
+            continue  # an exact solver lying about its optimum: undetectable
+        assert np.all(res.certified <= exact), (res, exact)

@@ -4,11 +4,12 @@
 simulated CPU devices (`XLA_FLAGS=--xla_force_host_platform_device_count=4`), and the result files
 are compared: every item file (JSON record and NPZ arrays) byte for byte, and, to localise a
 difference, the NPZ arrays bit for bit and the JSON records without wall-clock fields (`timings`,
-per-method `seconds`; the run keeps its times in a side folder, timings/, which is not compared). The run's config.json must record the library
-versions, the seeds, the devices, and every collective method the solver and its status.
+per-method `seconds`; the run keeps its times in a side folder, timings/, not compared). The
+run's config.json must record the library versions, the seeds and the devices, and every
+collective method its solver and status.
 
-Fast suite: one 1-device and one 4-device run. Slow suite (`pytest -m slow`): two more runs (across
-runs on 1 device, and 4 devices again).
+Fast suite: one 1-device and one 4-device run on a saved checkpoint. Slow suite (`pytest -m
+slow`): the same twice more (across runs), and the whole command with training on 1 and 4 devices.
 """
 
 from __future__ import annotations

@@ -866,3 +866,118 @@ def test_graph_collective_sampled_end_to_end_slow():
     )
     assert conditional == 0
     _assert_rate(failures, SLOW_TRIALS, 0.2, 3, "graph collective end to end")
+
+
+# ------------------------------------------------------------------------------------------------
+# The solver itself: random small collective problems (badly scaled too) against brute force
+# ------------------------------------------------------------------------------------------------
+
+
+def _random_base_certs(rng):
+    """A random small BaseCertificates (l2, l1 or binary), weights and eta over many decades."""
+    norm = rng.choice(["l2", "l1", "binary"])
+    types = 2 if norm == "binary" else 1
+    groups, regions = rng.integers(1, 4), rng.integers(1, 4)
+    outputs = rng.integers(1, 8)
+    scale = 10.0 ** rng.uniform(-3, 3)
+    weights = scale * 10.0 ** rng.uniform(-1.5, 1.5, size=(types, groups, regions))
+    weights[rng.random(weights.shape) < 0.2] = 0.0  # masked regions
+    group = rng.integers(0, groups, size=outputs)
+    eta = scale * 10.0 ** rng.uniform(-2, 1, size=outputs)
+    eta[rng.random(outputs) < 0.3] = eta[0]  # ties (sharing)
+    abstain = rng.random(outputs) < 0.15
+    certs = base_certs.make_base_certificates(
+        np.zeros(outputs, np.int64), abstain, np.where(abstain, 0.0, eta), group, weights, norm
+    )
+    if norm == "binary":
+        budgets = rng.integers(0, 4, size=(5, 2)).astype(float)
+    else:
+        budgets = np.sort(rng.uniform(0, 2, size=5))
+    return certs, budgets
+
+
+def _brute_force_certified(certs, budgets) -> np.ndarray:
+    """|T| - the largest number of outputs one (continuous) spend b reaches, per budget."""
+    totals_all = base_certs.budget_totals(certs.norm, budgets)
+    active = np.flatnonzero(~certs.abstain)
+    per_group = {}
+    for k in np.unique(certs.group[active]):
+        etas = np.sort(certs.eta[active][certs.group[active] == k])
+        per_group[int(k)] = etas
+    groups = sorted(per_group)
+    out = []
+    types, _, regions = certs.weights.shape
+    for totals in totals_all:
+        best = 0
+        for choice in itertools.product(*(range(per_group[k].size + 1) for k in groups)):
+            count = sum(choice)
+            if count <= best:
+                continue
+            chosen = [(k, per_group[k][c - 1]) for k, c in zip(groups, choice) if c > 0]
+            if _reachable(certs.weights, chosen, totals):
+                best = count
+        out.append(active.size - best)
+    return np.asarray(out)
+
+
+def _reachable(weights, chosen, totals) -> bool:
+    """Is there b >= 0 with sum_j b[t, j] <= totals[t] and (W b)_k >= eta_k for every chosen
+    (k, eta_k)? Decided through min s s.t. sum_j b[t, j] <= s totals[t], with a 1e-6 margin in
+    the certificate's favour (so LP tolerances never make a false alarm)."""
+    types, _, regions = weights.shape
+    usable = totals > 0
+    # variables: b[t, j] for usable t, then s
+    cols = [(t, j) for t in range(types) if usable[t] for j in range(regions)]
+    if not cols:
+        return False
+    num = len(cols) + 1
+    a_ub, b_ub = [], []
+    for k, eta in chosen:  # -(W b)_k / eta <= -1
+        a_ub.append([-weights[t, k, j] / eta for t, j in cols] + [0.0])
+        b_ub.append(-1.0)
+    for t in range(types):
+        if usable[t]:
+            a_ub.append([1.0 / totals[t] if tt == t else 0.0 for tt, _ in cols] + [-1.0])
+            b_ub.append(0.0)
+    cost = np.zeros(num)
+    cost[-1] = 1.0
+    res = optimize.linprog(cost, A_ub=np.array(a_ub), b_ub=np.array(b_ub), method="highs")
+    return res.status == 0 and res.fun <= 1.0 - 1e-6
+
+
+def _solver_vs_brute_force(problems: int, seed: int):
+    rng = np.random.default_rng(seed)
+    violations, exact_milp, compared = {}, 0, 0
+    for _ in range(problems):
+        certs, budgets = _random_base_certs(rng)
+        truth = _brute_force_certified(certs, budgets)
+        results = {m: _collective_counts(certs, budgets, m) for m in MODES}
+        results["hull_binned"] = _collective_counts(certs, budgets, "hull", num_bins=2)
+        results["milp_time_limited"] = _collective_counts(certs, budgets, "milp", time_limit_s=1e-3)
+        results["milp_scip"] = _collective_counts(certs, budgets, "milp", milp_solver="scip")
+        results["naive"] = base_certs.naive_certified(certs, budgets)[~certs.abstain].sum(0)
+        for name, counts in results.items():
+            violations[name] = violations.get(name, 0) + int(np.sum(counts > truth))
+        exact_milp += int(np.sum(results["milp"] == truth) + np.sum(results["milp_scip"] == truth))
+        compared += 2 * truth.size
+    return violations, exact_milp, compared
+
+
+def test_collective_solver_against_brute_force_fast():
+    violations, exact, compared = _solver_vs_brute_force(25, 91)
+    assert all(v == 0 for v in violations.values()), violations
+    assert exact >= 0.9 * compared  # the MILPs (bnb, SCIP) are exact (up to the rounding margin)
+
+
+@pytest.mark.slow
+def test_collective_solver_against_brute_force_slow():
+    problems = 2000
+    violations, exact, compared = _solver_vs_brute_force(problems, 92)
+    _report(
+        "collective solver vs brute force (random, badly scaled)",
+        problems=problems,
+        budgets=compared,
+        violations=violations,
+        milp_equal_to_brute_force=exact,
+    )
+    assert all(v == 0 for v in violations.values()), violations

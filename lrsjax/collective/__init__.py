@@ -14,4 +14,10 @@ from lrsjax.collective._problem import (
     share,
     with_totals,
 )
-from lrsjax.collective._solve import MODES, CollectiveResult, certify_collective, solve
+from lrsjax.collective._solve import (
+    MILP_SOLVERS,
+    MODES,
+    CollectiveResult,
+    certify_collective,
+    solve,
+)

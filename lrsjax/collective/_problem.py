@@ -1,4 +1,14 @@
-"""The collective problem and its composable transforms (SPEC 6)."""
+"""The collective problem and its composable transforms (SPEC 6).
+
+Design of the naive filter: a problem is budget-free unless `with_totals` specialises it. The
+transform `naive_filter()` needs those totals and removes the rows certified on their own at
+them (counted in `num_naive`); such a problem may then only be solved at budgets no larger (in
+every type) than its `totals`, which `solve` enforces. `solve` itself always applies the exact
+naive filter per budget on the levels it builds (one budget-free problem serves every budget),
+so calling `naive_filter` is only needed to shrink a problem for one budget, e.g. before
+`binning` (bins then cover only the rows that can still be attacked, as `certify_collective`
+does per budget).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +17,7 @@ from typing import NamedTuple
 import numpy as np
 
 from lrsjax import _checks
-from lrsjax.base_certs import BaseCertificates, budget_totals
+from lrsjax.base_certs import BUDGET_KINDS, BaseCertificates, budget_totals
 
 
 class CollectiveProblem(NamedTuple):
@@ -36,6 +46,11 @@ class CollectiveProblem(NamedTuple):
     norm: str
 
     @property
+    def budget_kinds(self) -> tuple:
+        """Names of the T budget types: ("l2",), ("l1",) or ("add", "del")."""
+        return BUDGET_KINDS[self.norm]
+
+    @property
     def num_rows(self) -> int:
         return int(self.eta.shape[0])
 
@@ -62,7 +77,18 @@ def from_base_certs(base_certs: BaseCertificates, targets=None) -> CollectivePro
     targets = _checks.as_bool_array("targets", targets).reshape(-1)
     if targets.shape[0] != num:
         _checks.fail("targets", targets, f"must have one entry per output ({num})", "")
-    keep = targets & ~base_certs.abstain
+    _checks.same_shape(
+        ("base_certs.eta", "base_certs.abstain", "base_certs.group"),
+        (base_certs.eta, base_certs.abstain, base_certs.group),
+    )
+    keep = targets & ~np.asarray(base_certs.abstain, bool)
+    eta = np.asarray(base_certs.eta, np.float64)[keep]
+    if not np.all(np.isfinite(eta) & (eta > 0)):
+        bad = eta[~(np.isfinite(eta) & (eta > 0))][0]
+        _checks.fail(
+            "base_certs.eta", eta, f"must be finite and > 0 where not abstained (found {bad})",
+            "Abstain on outputs without a valid certificate.",
+        )  # fmt: skip
     index = np.flatnonzero(keep)
     row_of_output = np.full(num, -1, np.int64)
     row_of_output[index] = np.arange(index.size)
@@ -76,6 +102,60 @@ def from_base_certs(base_certs: BaseCertificates, targets=None) -> CollectivePro
         totals=None,
         norm=base_certs.norm,
     )
+
+
+def validate_problem(problem) -> CollectiveProblem:
+    """Checks every field of a `CollectiveProblem` (shapes, ranges, finiteness); returns it with
+    numpy arrays of the documented dtypes. Raises ValueError naming the field."""
+    if not isinstance(problem, CollectiveProblem):
+        _checks.fail("problem", problem, "must be a CollectiveProblem", "Use from_base_certs.")
+    _checks.one_of("problem.norm", problem.norm, tuple(BUDGET_KINDS))
+    weights = _checks.as_float_array("problem.weights", problem.weights, ndim=3)
+    kinds = BUDGET_KINDS[problem.norm]
+    if weights.shape[0] != len(kinds) or np.any(weights < 0):
+        _checks.fail(
+            "problem.weights", weights, f"must be >= 0 with {len(kinds)} budget type(s) on axis 0",
+            "Shape it [T, K, M].",
+        )  # fmt: skip
+    eta = _checks.as_float_array("problem.eta", problem.eta, ndim=1)
+    if np.any(eta <= 0):
+        _checks.fail("problem.eta", eta, "must be > 0", "Abstained outputs are not rows.")
+    multiplicity = _checks.as_int_array("problem.multiplicity", problem.multiplicity, ndim=1)
+    group = _checks.as_int_array("problem.group", problem.group, ndim=1)
+    _checks.same_shape(
+        ("problem.eta", "problem.multiplicity", "problem.group"), (eta, multiplicity, group)
+    )
+    if np.any(multiplicity < 1):
+        _checks.fail("problem.multiplicity", multiplicity, "must be >= 1", "Drop empty rows.")
+    if group.size and (group.min() < 0 or group.max() >= weights.shape[1]):
+        _checks.fail("problem.group", group, f"must lie in [0, {weights.shape[1]})", "")
+    num_naive = problem.num_naive
+    if isinstance(num_naive, bool) or not isinstance(num_naive, int | np.integer) or num_naive < 0:
+        _checks.fail("problem.num_naive", num_naive, "must be an int >= 0", "")
+    totals = problem.totals
+    if totals is not None:
+        totals = _checks.as_float_array("problem.totals", totals, ndim=1)
+        if totals.shape[0] != weights.shape[0] or np.any(totals < 0):
+            _checks.fail("problem.totals", totals, "must be [T] totals >= 0", "Use with_totals.")
+    return problem._replace(
+        eta=eta, multiplicity=multiplicity, group=group, weights=weights,
+        num_naive=int(num_naive), totals=totals,
+    )  # fmt: skip
+
+
+def check_budgets_allowed(problem: CollectiveProblem, totals_all: np.ndarray) -> None:
+    """Rows removed by `naive_filter` are certified only up to `problem.totals`: refuses larger
+    budgets (in any type), for which that count would be unsound."""
+    if problem.num_naive == 0:
+        return
+    limit = problem.totals
+    if limit is None or np.any(totals_all > limit[None, :] * (1 + 1e-12)):
+        _checks.fail(
+            "budgets", totals_all,
+            f"must not exceed the totals {limit} at which naive_filter removed "
+            f"{problem.num_naive} outputs (they are certified only up to there)",
+            "Solve the problem from before naive_filter, or filter at the largest budget.",
+        )  # fmt: skip
 
 
 def with_totals(problem: CollectiveProblem, budget) -> CollectiveProblem:
@@ -162,8 +242,11 @@ def binning(num_bins: int) -> Transform:
 
     def apply(problem: CollectiveProblem) -> CollectiveProblem:
         eta = problem.eta.copy()
-        for k in np.unique(problem.group):
-            rows = problem.group == k
+        order = np.argsort(problem.group, kind="stable")
+        cuts = np.flatnonzero(np.diff(problem.group[order])) + 1
+        for rows in np.split(order, cuts):
+            if rows.size == 0:
+                continue
             radii = np.sqrt(eta[rows])
             if np.unique(radii).size <= num_bins:
                 continue

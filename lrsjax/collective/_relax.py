@@ -1,0 +1,287 @@
+"""LP relaxations of the collective problem as per-group hypographs, with a rigorous dual bound.
+
+Every relaxation here has the form (SPEC 6)
+
+    maximize  sum_g f_g(P_g)   over   P_g <= (W b)_{k_g},  sum_j b[t, j] <= total_t,  b >= 0,
+              P_g >= lower_g
+
+with `f_g` concave, nondecreasing and piecewise linear, flat after its last breakpoint:
+* paper LP ("lp"): `f(r) = sum_m c_m min(1, r / eta_m)` (the per-row LP with 0 <= a_n <= 1);
+* concave hull ("hull"): the upper concave hull of the step function through (0, 0), (E_i, C_i);
+* branch-and-bound nodes: the hull of a range of levels, with `lower = E_lo`.
+It is solved with GLOP as a hypograph LP (`h_g <= a_i + s_i P_g`, one row per segment), by cutting
+planes when the pieces are many: only the segments near the current solution are in the model.
+
+Soundness does not rest on the LP solver. From the duals `lam >= 0` of the rows
+`P_g <= (W b)_g`, weak (Lagrangian) duality gives for ANY `lam >= 0` the upper bound
+
+    U(lam) = sum_g max_i (y_gi - lam_g x_gi) + sum_t total_t max(0, max_j sum_g lam_g W[t, k_g, j])
+
+where `(x_gi, y_gi)` runs over the points whose concave envelope `f_g` is (all of them, so an
+imprecise hull cannot lower it). `U` is evaluated here in float64; solver tolerances and an
+unconverged cut loop can only make it looser, never smaller than the relaxation's optimum.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import scipy.sparse as sp
+from ortools.linear_solver.python import model_builder_helper as mbh
+
+_OPTIMAL = mbh.SolveStatus.OPTIMAL
+DIRECT_PIECES = 400  # up to this many segments in total the LP is solved in one shot
+_CONVERGED_RTOL = 1e-10
+_MAX_ROUNDS = 60
+
+
+class Concave(NamedTuple):
+    """One group's concave piecewise-linear objective on `[x[0], inf)`.
+
+    Fields:
+      x: float64 [n] breakpoints, strictly increasing (x[0] is the domain start, 0 or E_lo).
+      y: float64 [n] values at the breakpoints; the function is flat (y[-1]) after x[-1].
+      px, py: float64 [p] the points whose concave envelope this is (used for the dual bound).
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    px: np.ndarray
+    py: np.ndarray
+
+    def slopes(self) -> np.ndarray:
+        return np.diff(self.y) / np.diff(self.x)
+
+    def __call__(self, r: float) -> float:
+        r = max(float(r), float(self.x[0]))
+        i = int(np.searchsorted(self.x, r, side="right")) - 1
+        if i >= self.x.size - 1:
+            return float(self.y[-1])
+        s = (self.y[i + 1] - self.y[i]) / (self.x[i + 1] - self.x[i])
+        return float(self.y[i] + s * (r - self.x[i]))
+
+
+def paper_function(eta: np.ndarray, count: np.ndarray) -> Concave:
+    """`F(r) = sum_m c_m min(1, r / eta_m)` for sorted distinct `eta` (the paper's LP, SPEC 6)."""
+    count = count.astype(np.float64)
+    x = np.concatenate([[0.0], eta])
+    below = np.concatenate([[0.0], np.cumsum(count)])  # outputs with eta <= x_i: fully attacked
+    tail = np.cumsum((count / eta)[::-1])[::-1]  # sum over eta_m > x_i of c_m / eta_m
+    y = below + x * np.concatenate([tail, [0.0]])
+    return Concave(x, y, x, y)
+
+
+def upper_hull(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Indices of the upper concave hull of points with strictly increasing x (monotone chain)."""
+    hull: list[int] = []
+    for i in range(x.size):
+        while len(hull) >= 2:
+            a, b = hull[-2], hull[-1]
+            if (x[b] - x[a]) * (y[i] - y[a]) - (y[b] - y[a]) * (x[i] - x[a]) >= 0:
+                hull.pop()
+            else:
+                break
+        hull.append(i)
+    return np.asarray(hull, np.int64)
+
+
+def hull_parents(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """int64 [n]: with these parent pointers the upper hull of the prefix `0..i` is the chain
+    `i, parent[i], parent[parent[i]], ...` (monotone chain keeps the prefix hull on its stack)."""
+    parent = np.full(x.size, -1, np.int64)
+    stack: list[int] = []
+    for i in range(x.size):
+        while len(stack) >= 2:
+            a, b = stack[-2], stack[-1]
+            if (x[b] - x[a]) * (y[i] - y[a]) - (y[b] - y[a]) * (x[i] - x[a]) >= 0:
+                stack.pop()
+            else:
+                break
+        parent[i] = stack[-1] if stack else -1
+        stack.append(i)
+    return parent
+
+
+def prefix_hull(x: np.ndarray, y: np.ndarray, parent: np.ndarray, n: int) -> Concave:
+    """The hull of the points `0..n-1` from `hull_parents` (O(hull size))."""
+    chain = [n - 1]
+    while parent[chain[-1]] >= 0:
+        chain.append(int(parent[chain[-1]]))
+    idx = np.asarray(chain[::-1], np.int64)
+    return Concave(x[idx], y[idx], x[:n], y[:n])
+
+
+def hull_function(px: np.ndarray, py: np.ndarray) -> Concave:
+    idx = upper_hull(px, py)
+    return Concave(px[idx], py[idx], px, py)
+
+
+def conjugate(f: Concave, lam: float) -> float:
+    """`max_i (py_i - lam px_i)`: for lam >= 0 the sup of f(r) - lam r over the domain."""
+    return float(np.max(f.py - lam * f.px))
+
+
+def dual_bound(funcs, wrows: np.ndarray, totals: np.ndarray, lam: np.ndarray) -> float:
+    """The Lagrangian bound U(lam) of the module docstring (valid for every lam >= 0).
+
+    Args:
+      funcs: G `Concave` objectives. wrows: float64 [G, T, M], `W[t, k_g, j]`.
+      totals: float64 [T]. lam: float64 [G] (negative entries are clipped to 0).
+    """
+    lam = np.maximum(np.asarray(lam, np.float64), 0.0)
+    value = sum(conjugate(f, lam_g) for f, lam_g in zip(funcs, lam))
+    per_region = np.einsum("g,gtm->tm", lam, wrows)
+    value += float(np.sum(totals * np.maximum(0.0, per_region.max(axis=1))))
+    return float(value)
+
+
+class Relaxation(NamedTuple):
+    """Outcome of `solve_relaxation`.
+
+    Fields:
+      bound: float, a rigorous upper bound on the relaxation's optimum (U(lam), SPEC 6).
+      b: float64 [T, M] the LP's spend (None if GLOP failed on the first round).
+      power: float64 [G] the LP's P_g.
+      lam: float64 [G] the multipliers behind `bound`.
+      converged: bool, True when `bound` matches a primal LP value to 1e-10 (relative).
+      lp_ok: bool, False when GLOP did not return OPTIMAL (bound then comes from the best
+        multipliers seen, possibly lam = 0: every reachable output attacked).
+      rounds: int, LP solves used.
+    """
+
+    bound: float
+    b: np.ndarray | None
+    power: np.ndarray | None
+    lam: np.ndarray
+    converged: bool
+    lp_ok: bool
+    rounds: int
+
+
+def _segment_rows(f: Concave, which: np.ndarray):
+    """(slope [s], intercept [s]) of the segments `which` (segment i joins x[i], x[i+1])."""
+    s = (f.y[which + 1] - f.y[which]) / (f.x[which + 1] - f.x[which])
+    return s, f.y[which] - s * f.x[which]
+
+
+def _segments_at(f: Concave, r: float, width: int = 0) -> np.ndarray:
+    """Indices of the segments within `width` of the one containing r (segment i joins x[i] and
+    x[i+1]); empty when r lies on the flat part (the variable's upper bound covers it)."""
+    n_seg = f.x.size - 1
+    i = int(np.searchsorted(f.x, r, side="right")) - 1
+    if n_seg == 0 or i >= n_seg:
+        return np.zeros(0, np.int64)
+    i = max(i, 0)
+    return np.arange(max(i - width - 1, 0), min(i + width + 1, n_seg))
+
+
+def _initial_segments(f: Concave, anchors, spread: int = 12) -> np.ndarray:
+    n_seg = f.x.size - 1
+    if n_seg <= spread:
+        return np.arange(n_seg)
+    picks = set(np.linspace(0, n_seg - 1, spread).round().astype(int).tolist())
+    for r in anchors:
+        picks.update(_segments_at(f, r, width=2).tolist())
+    return np.asarray(sorted(picks), np.int64)
+
+
+def _solve_master(funcs, segs, wrows, totals, lower):
+    """One GLOP solve of the hypograph LP restricted to the segments `segs` (one array per g)."""
+    g_count, t_count, m_count = wrows.shape
+    nb = t_count * m_count
+    # Variables: b [T*M], P [G], h [G].
+    var_lo = np.concatenate([np.zeros(nb), lower, np.full(g_count, -np.inf)])
+    var_hi = np.concatenate([
+        np.repeat(totals, m_count), np.full(g_count, np.inf), [f.y[-1] for f in funcs]
+    ])  # fmt: skip
+    objective = np.concatenate([np.zeros(nb + g_count), np.ones(g_count)])
+    # Rows: budgets [T], links [G] (P_g - (W b)_g <= 0), then the cuts.
+    w = wrows.reshape(g_count, nb)
+    gi, bi = np.nonzero(w)
+    slopes, intercepts, owner = [], [], []
+    for g, (f, which) in enumerate(zip(funcs, segs)):
+        if which.size:
+            s, a = _segment_rows(f, which)
+            slopes.append(s)
+            intercepts.append(a)
+            owner.append(np.full(which.size, g))
+    slopes = np.concatenate(slopes) if slopes else np.zeros(0)
+    intercepts = np.concatenate(intercepts) if intercepts else np.zeros(0)
+    owner = np.concatenate(owner) if owner else np.zeros(0, np.int64)
+    n_cut = slopes.size
+    cut_rows = t_count + g_count + np.arange(n_cut)
+    rows = np.concatenate([
+        np.repeat(np.arange(t_count), m_count),
+        t_count + np.arange(g_count), t_count + gi,
+        cut_rows, cut_rows,
+    ])  # fmt: skip
+    cols = np.concatenate([
+        np.arange(nb), nb + np.arange(g_count), bi, nb + g_count + owner, nb + owner
+    ])  # fmt: skip
+    vals = np.concatenate([np.ones(nb), np.ones(g_count), -w[gi, bi], np.ones(n_cut), -slopes])
+    n_rows = t_count + g_count + n_cut
+    matrix = sp.csr_matrix((vals, (rows, cols)), shape=(n_rows, nb + 2 * g_count))
+    row_lo = np.full(n_rows, -np.inf)
+    row_hi = np.concatenate([totals, np.zeros(g_count), intercepts])
+    model = mbh.ModelBuilderHelper()
+    model.fill_model_from_sparse_data(var_lo, var_hi, objective, row_lo, row_hi, matrix)
+    model.set_maximize(True)
+    solver = mbh.ModelSolverHelper("glop")
+    solver.solve(model)
+    if solver.status() != _OPTIMAL:
+        return None
+    x = np.asarray(solver.variable_values())
+    duals = np.asarray(solver.dual_values())[t_count : t_count + g_count]
+    return x[:nb].reshape(t_count, m_count), x[nb : nb + g_count], x[nb + g_count :], duals
+
+
+def solve_relaxation(funcs, wrows, totals, lower=None, anchors=None) -> Relaxation:
+    """Maximizes `sum_g f_g(P_g)` (module docstring) and returns a rigorous upper bound.
+
+    Args:
+      funcs: G `Concave` objectives (G >= 1).
+      wrows: float64 [G, T, M], the weights of each objective's group.
+      totals: float64 [T] budget totals.
+      lower: float64 [G] lower bounds on P_g (default 0 = each f's domain start).
+      anchors: optional G iterables of spends near which the cut loop starts (warm start).
+    """
+    totals = np.asarray(totals, np.float64)
+    g_count = len(funcs)
+    lower = np.array([f.x[0] for f in funcs]) if lower is None else np.asarray(lower, np.float64)
+    sizes = [f.x.size - 1 for f in funcs]
+    if sum(sizes) <= DIRECT_PIECES:
+        segs = [np.arange(n) for n in sizes]
+    else:
+        anchors = anchors if anchors is not None else [()] * g_count
+        segs = [_initial_segments(f, a) for f, a in zip(funcs, anchors)]
+    best = dual_bound(funcs, wrows, totals, np.zeros(g_count))  # lam = 0: attack everything
+    best_lam = np.zeros(g_count)
+    b = power = None
+    lp_ok, converged, rounds = True, False, 0
+    while rounds < _MAX_ROUNDS:
+        rounds += 1
+        out = _solve_master(funcs, segs, wrows, totals, lower)
+        if out is None:
+            lp_ok = False
+            break
+        b, power, h, duals = out
+        for lam in (np.maximum(duals, 0.0), np.maximum(-duals, 0.0)):
+            value = dual_bound(funcs, wrows, totals, lam)
+            if value < best:
+                best, best_lam = value, lam
+        reach = np.einsum("gtm,tm->g", wrows, np.maximum(b, 0.0))
+        primal = sum(f(max(min(p, r), lo)) for f, p, r, lo in zip(funcs, power, reach, lower))
+        if best - primal <= _CONVERGED_RTOL * max(1.0, abs(best)):
+            converged = True
+            break
+        added = False
+        for g, f in enumerate(funcs):
+            if h[g] > f(power[g]) + 1e-12 * max(1.0, abs(h[g])):
+                new = np.setdiff1d(_segments_at(f, power[g], width=3), segs[g])
+                if new.size:
+                    segs[g] = np.union1d(segs[g], new)
+                    added = True
+        if not added:
+            break
+    return Relaxation(best, b, power, best_lam, converged, lp_ok, rounds)
