@@ -87,6 +87,39 @@ def _scipy_paper_lp(weights, eta, group, totals) -> float:
     return -res.fun
 
 
+def _scipy_one_hot_lp(weights, eta, group, totals) -> float:
+    """LP relaxation of SPEC 6's one-hot MILP (z_km in [0, 1], sum_m z_km <= 1, (W b)_k >=
+    sum_m E_km z_km, objective sum C_km z_km): the concave-hull relaxation, by scipy."""
+    t, _, m = weights.shape
+    cols = []  # (group, threshold, cumulative count)
+    for k in np.unique(group):
+        values, counts = np.unique(eta[group == k], return_counts=True)
+        cols += [(k, e, c) for e, c in zip(values, np.cumsum(counts))]
+    n = len(cols)
+    groups = sorted({k for k, _, _ in cols})
+    c = np.concatenate([-np.array([cc for _, _, cc in cols], float), np.zeros(t * m)])
+    a_ub, b_ub = [], []
+    for k in groups:
+        one = np.zeros(n + t * m)
+        cover = np.zeros(n + t * m)
+        for i, (kk, e, _) in enumerate(cols):
+            if kk == k:
+                one[i] = 1.0
+                cover[i] = e
+        cover[n:] = -weights[:, k, :].reshape(-1)
+        a_ub += [one, cover]
+        b_ub += [1.0, 0.0]
+    for k in range(t):
+        row = np.zeros(n + t * m)
+        row[n + k * m : n + (k + 1) * m] = 1.0
+        a_ub.append(row)
+        b_ub.append(totals[k])
+    res = linprog(c, A_ub=np.array(a_ub), b_ub=b_ub, bounds=[(0, 1)] * n + [(0, None)] * (t * m),
+                  method="highs")  # fmt: skip
+    assert res.status == 0
+    return -res.fun
+
+
 def _naive_mask(weights, eta, group, totals):
     """Certified on its own: sum_t total_t max_j W[t, k, j] < eta (SPEC 6)."""
     power = (weights.max(axis=2) * totals[:, None]).sum(axis=0)
@@ -167,8 +200,13 @@ def small_problems(draw, max_rows=8):
     regions = draw(st.integers(1, 3))
     rows = draw(st.integers(1, max_rows))
     weights = np.array(
-        draw(st.lists(st.sampled_from(_W), min_size=types * groups * regions,
-                      max_size=types * groups * regions))  # fmt: skip
+        draw(
+            st.lists(
+                st.sampled_from(_W),
+                min_size=types * groups * regions,
+                max_size=types * groups * regions,
+            )
+        )  # fmt: skip
     ).reshape(types, groups, regions)
     eta = np.array(draw(st.lists(st.sampled_from(_ETA), min_size=rows, max_size=rows)))
     group = np.array(draw(st.lists(st.integers(0, groups - 1), min_size=rows, max_size=rows)))
@@ -201,8 +239,13 @@ def test_milp_equals_brute_force_and_relaxations_are_ordered(case):
     if keep.any() and np.any(totals > 0):
         reference = _scipy_paper_lp(certs.weights, certs.eta[keep], certs.group[keep], totals)
         assert lp.attack_bound[0] == pytest.approx(reference, rel=1e-7, abs=1e-7)
-        assert hull.attack_bound[0] <= reference + 1e-7
-        assert hull.attack_bound[0] >= attack - 1e-7 - naive[keep].sum()
+        one_hot = _scipy_one_hot_lp(certs.weights, certs.eta[keep], certs.group[keep], totals)
+        assert hull.attack_bound[0] == pytest.approx(one_hot, rel=1e-7, abs=1e-7)
+        assert attack - 1e-7 <= hull.attack_bound[0] <= reference + 1e-7
+    # Every count is the sound rounding of its bound (SPEC 6).
+    for res in (lp, hull, *results.values()):
+        tol = 1e-6 * max(1, certs.num_outputs - res.naive[0])
+        assert res.certified[0] == certs.num_outputs - np.floor(res.attack_bound[0] + tol)
 
 
 @settings(max_examples=25)
@@ -322,10 +365,13 @@ def test_time_limited_milp_never_reports_more_than_the_exact_answer():
         )
         assert limited.certified[0] <= exact.certified[0]
         assert limited.status[0] in ("OPTIMAL", "TIME_LIMIT_BOUND", "HULL_FALLBACK")
-        # The count comes from a proven bound, never from the incumbent.
+        # The count comes from a proven bound (>= the true largest attack), not the incumbent.
         assert limited.attack_bound[0] >= exact.attack_found[0] - 1e-6
-        if limited.status[0] != "OPTIMAL":
-            assert limited.certified[0] <= certs.num_outputs - limited.attack_bound[0] + 1
+        assert limited.attack_found[0] <= exact.attack_found[0]
+        tol = 1e-6 * (certs.num_outputs - limited.naive[0])
+        assert limited.certified[0] == certs.num_outputs - np.floor(limited.attack_bound[0] + tol)
+        if solver == "bnb":  # the root alone does not close this instance
+            assert limited.status[0] == "TIME_LIMIT_BOUND"
 
 
 def test_binned_certify_collective_never_below_naive_nor_above_exact():
@@ -338,6 +384,23 @@ def test_binned_certify_collective_never_below_naive_nor_above_exact():
             assert np.all(res.certified >= res.naive)
             assert np.all(res.certified <= exact.certified)
             np.testing.assert_array_equal(res.naive, exact.naive)
+
+
+def test_cutting_plane_lp_matches_scipy_on_many_breakpoints():
+    """Above `_relax.DIRECT_PIECES` segments the paper LP is solved by cutting planes."""
+    rng = np.random.default_rng(11)
+    groups, rows = 3, 1500
+    assert rows > _relax.DIRECT_PIECES
+    weights = rng.uniform(0.5, 6.0, (1, groups, groups))
+    certs = _certs(rng.uniform(0.05, 4.0, rows), rng.integers(0, groups, rows), weights)
+    eps = [0.3, 0.5, 0.8]
+    res = collective.certify_collective(certs, eps, mode="lp")
+    for e, bound, status in zip(eps, res.attack_bound, res.status):
+        totals = np.array([e * e])
+        keep = ~_naive_mask(weights, certs.eta, certs.group, totals)
+        reference = _scipy_paper_lp(weights, certs.eta[keep], certs.group[keep], totals)
+        assert status == "OPTIMAL"
+        assert bound == pytest.approx(reference, rel=1e-8)
 
 
 def test_rounding_is_only_in_the_sound_direction():
@@ -419,7 +482,7 @@ def test_public_names():
 
 
 @pytest.mark.slow
-@settings(max_examples=40)
+@settings(max_examples=15)
 @given(small_problems(max_rows=12))
 def test_milp_equals_brute_force_up_to_twelve_rows(case):
     certs, budget = case
@@ -428,4 +491,3 @@ def test_milp_equals_brute_force_up_to_twelve_rows(case):
     for solver in SOLVERS:
         res = collective.certify_collective(certs, budget, mode="milp", milp_solver=solver)
         assert res.certified[0] == exact
-

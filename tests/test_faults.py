@@ -34,8 +34,13 @@ PYTHON = sys.executable
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
-def _env(devices: int = 1) -> dict:
+def _env(devices: int = 1, cache_dir=None) -> dict:
+    """The subprocess environment; `cache_dir` turns on JAX's persistent compilation cache."""
     env = dict(os.environ)
+    if cache_dir is not None:
+        env["JAX_COMPILATION_CACHE_DIR"] = str(cache_dir)
+        env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+        env["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
     env["JAX_PLATFORMS"] = "cpu"
     flags = [f for f in env.get("XLA_FLAGS", "").split() if "device_count" not in f]
     flags.append(f"--xla_force_host_platform_device_count={devices}")
@@ -137,7 +142,7 @@ TINY_FLAGS = (
     "--image_size=8",
     "--num_classes=3",
     "--num_train_images=4",
-    "--num_images=4",
+    "--num_images=3",
     "--depth=1",
     "--width=4",
     "--train_steps=2",
@@ -152,7 +157,7 @@ TINY_FLAGS = (
     "--mode=lp",
     "--seed=5",
 )
-NUM_ITEMS = 4
+NUM_ITEMS = 3
 # wall-clock fields, and the run directory path (summary.json), differ between runs
 WALL_CLOCK_FIELDS = ("timings", "seconds", "seconds_total", "created_utc", "run_dir")
 
@@ -173,10 +178,14 @@ def _command(out_dir, extra=()):
     return [PYTHON, "-m", "lrsjax.cli.certify", *TINY_FLAGS, *extra, f"--out_dir={out_dir}"]
 
 
-def _run_to_completion(out_dir, extra=()) -> float:
+def _run_to_completion(out_dir, extra=(), cache_dir=None) -> float:
     start = time.perf_counter()
     result = subprocess.run(
-        _command(out_dir, extra), env=_env(), capture_output=True, text=True, timeout=600
+        _command(out_dir, extra),
+        env=_env(cache_dir=cache_dir),
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return time.perf_counter() - start
@@ -187,12 +196,12 @@ def _done_jsons(out_dir: pathlib.Path) -> int:
     return len(list(items.glob("*.json"))) if items.is_dir() else 0
 
 
-def _kill_once(out_dir: pathlib.Path, rng, duration: float, extra=()) -> str:
+def _kill_once(out_dir: pathlib.Path, rng, duration: float, extra=(), cache_dir=None) -> str:
     """Starts the command and SIGKILLs it: at a uniform random time, or just after the k-th item
     record appeared (random k, random delay < 0.3 s). Returns where the kill landed."""
     proc = subprocess.Popen(
         _command(out_dir, extra),
-        env=_env(),
+        env=_env(cache_dir=cache_dir),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         start_new_session=True,
@@ -264,15 +273,20 @@ def _results(out_dir: pathlib.Path) -> dict:
     return out
 
 
-def _kill_restart_cycles(tmp_path, runs: int, kills_per_run: int, seed: int, train: bool):
+def _kill_restart_cycles(
+    tmp_path, runs: int, kills_per_run: int, seed: int, train: bool, cache: bool = False
+):
     """`runs` run directories, each killed `kills_per_run` times, then completed; compared with
     one uninterrupted run. `train=False` certifies a saved checkpoint (no training in the runs).
+    `cache=True`: the uninterrupted run fills JAX's persistent compilation cache and the others
+    only read it (fast; nothing is written while a process may be killed).
     Returns (cycles, where the kills landed, tmp leftovers)."""
     rng = np.random.default_rng(seed)
     tmp_path.mkdir(parents=True, exist_ok=True)
     extra = () if train else (f"--checkpoint={save_tiny_checkpoint(tmp_path / 'tiny.msgpack')}",)
     reference_dir = tmp_path / "reference"
-    duration = _run_to_completion(reference_dir, extra)
+    cache_dir = tmp_path / "jax_cache" if cache else None
+    duration = _run_to_completion(reference_dir, extra, cache_dir)
     reference = _results(reference_dir)
     records = [k for k in reference if k.endswith(".json") and k != "summary.json"]
     assert len(records) == NUM_ITEMS
@@ -280,10 +294,10 @@ def _kill_restart_cycles(tmp_path, runs: int, kills_per_run: int, seed: int, tra
     for run in range(runs):
         out_dir = tmp_path / f"killed{run}"
         for _ in range(kills_per_run):
-            landed.append(_kill_once(out_dir, rng, duration, extra))
+            landed.append(_kill_once(out_dir, rng, duration, extra, cache_dir))
             if (out_dir / "results").is_dir():
                 _check_no_half_written_files(out_dir)
-        _run_to_completion(out_dir, extra)
+        _run_to_completion(out_dir, extra, cache_dir)
         leftovers += _check_no_half_written_files(out_dir)
         got = _results(out_dir)
         assert sorted(got) == sorted(reference)
@@ -293,7 +307,9 @@ def _kill_restart_cycles(tmp_path, runs: int, kills_per_run: int, seed: int, tra
 
 
 def test_kill_and_restart_gives_identical_results_fast(tmp_path):
-    cycles, _, _ = _kill_restart_cycles(tmp_path, runs=1, kills_per_run=2, seed=0, train=False)
+    cycles, _, _ = _kill_restart_cycles(
+        tmp_path, runs=1, kills_per_run=2, seed=0, train=False, cache=True
+    )
     assert cycles == 2
 
 

@@ -34,9 +34,12 @@ class MilpOutcome(NamedTuple):
     """Result of one exact solve.
 
     Fields:
-      attack: int, the largest attack found (outputs one feasible spend flips).
+      attack: int, the largest attack found (outputs one feasible spend flips; at a leaf whose LP
+        is feasible up to GLOP's tolerance it is claimed without recounting, which can only
+        over-state the attack).
       bound: float, a proven upper bound on the largest attack (== attack when optimal).
-      b: float64 [T, M] the spend of `attack` (None if no attack beyond 0 was found).
+      b: float64 [T, M] the genuine spend of the largest attack counted from a spend (None if
+        none was found).
       optimal: bool, True when `floor(bound + tol) <= attack` (the search finished).
       nodes: int, nodes whose LP was solved.
     """
@@ -139,7 +142,9 @@ class _Search:
         for g in range(g_count):
             px, py = self.points[g]
             values = py[lo[g] : hi[g] + 1] - lam[g] * px[lo[g] : hi[g] + 1]
-            keep = np.flatnonzero(np.floor(rel.bound - values.max() + values + self.tol) > self.best)
+            keep = np.flatnonzero(
+                np.floor(rel.bound - values.max() + values + self.tol) > self.best
+            )
             if keep.size == 0:
                 return None
             lo[g], hi[g] = lo[g] + int(keep[0]), lo[g] + int(keep[-1])

@@ -45,6 +45,46 @@ def certified_count(naive: int, remaining: int, attack_bound: float) -> int:
     return naive + remaining - min(remaining, max(attacked, 0))
 
 
+class _Scaled(NamedTuple):
+    """One budget's problem in units the solvers' absolute tolerances suit (exactly equivalent).
+
+    Budget types with total 0 are dropped, the others' spends are divided by their totals
+    (`b' = b / total_t`, so `sum_j b'[t, j] <= 1`), and spend and thresholds are multiplied by
+    `c = 1 / max_k (largest spend on group k)`: `W' = c total_t W[t]`, `eta' = c eta`, so every
+    reachable threshold lies in (0, 1]. Attack counts and bounds are unchanged.
+
+    Fields: active bool [T]; totals float64 [T] (original); c float; weights float64 [T', K, M];
+    ones float64 [T'] (the new totals); levels list of `_levels.Level` (scaled thresholds).
+    """
+
+    active: np.ndarray
+    totals: np.ndarray
+    c: float
+    weights: np.ndarray
+    ones: np.ndarray
+    levels: list
+
+    @classmethod
+    def of(cls, levels, weights, totals):
+        active = totals > 0
+        power = _levels.max_power(weights, totals)
+        c = 1.0 / float(max(power[lv.group] for lv in levels))
+        scaled_w = weights[active] * (totals[active] * c)[:, None, None]
+        scaled_levels = [lv._replace(eta=lv.eta * c) for lv in levels]
+        return cls(active, totals, c, scaled_w, np.ones(int(active.sum())), scaled_levels)
+
+    def to_scaled(self, b):
+        return b[self.active] / self.totals[self.active][:, None]
+
+    def from_scaled(self, b):
+        out = np.zeros((self.totals.size, b.shape[1]))
+        out[self.active] = b * self.totals[self.active][:, None]
+        return out
+
+    def func(self, f: _relax.Concave) -> _relax.Concave:
+        return _relax.Concave(f.x * self.c, f.y, f.px * self.c, f.py)
+
+
 class Engine:
     """Solves one budget at a time for problems that share weights (e.g. one per budget)."""
 
@@ -53,7 +93,7 @@ class Engine:
         self.mode = mode
         self.time_limit_s = time_limit_s
         self.milp_solver = milp_solver
-        self.attacks: list[tuple[np.ndarray, np.ndarray]] = []  # (totals, spend b)
+        self.attacks: list[tuple[np.ndarray, np.ndarray]] = []  # (totals, spend b) found
         self.zero_at: list[np.ndarray] = []  # totals where nothing was certified
         self.last_lp = None  # (totals, {group: P_g}) of the last relaxation solved
         self.hulls: dict = {}  # hull_key -> {group: (x, y, parent)} for prefix hulls
@@ -83,22 +123,26 @@ class Engine:
             x, y = lv.points
             table[lv.group] = (x, y, _relax.hull_parents(x, y))
 
-    def _relaxation(self, levels, totals, kind, hull_key=None):
-        funcs = self._funcs(levels, kind, hull_key)
-        wrows = np.stack([self.weights[:, lv.group, :] for lv in levels])
+    def _relaxation(self, scaled: _Scaled, levels, kind, hull_key=None):
+        """The relaxation `kind` of the (unscaled) `levels`, solved in `scaled` units."""
+        funcs = [scaled.func(f) for f in self._funcs(levels, kind, hull_key)]
+        wrows = np.stack([scaled.weights[:, lv.group, :] for lv in levels])
         anchors = None
         if self.last_lp is not None:
             # The cut loop starts at the last solution and at it scaled with the budget (for one
             # budget type the feasible spends scale exactly with the total).
             old_totals, old_power = self.last_lp
-            ratio = float(totals.sum() / max(old_totals.sum(), 1e-300))
+            ratio = float(scaled.totals.sum() / max(old_totals.sum(), 1e-300))
             anchors = [
-                (old_power[lv.group], old_power[lv.group] * ratio) if lv.group in old_power else ()
+                (scaled.c * old_power[lv.group], scaled.c * old_power[lv.group] * ratio)
+                if lv.group in old_power
+                else ()
                 for lv in levels
             ]
-        rel = _relax.solve_relaxation(funcs, wrows, totals, anchors=anchors)
+        rel = _relax.solve_relaxation(funcs, wrows, scaled.ones, anchors=anchors)
         if rel.power is not None:
-            self.last_lp = (totals, {lv.group: float(p) for lv, p in zip(levels, rel.power)})
+            power = {lv.group: float(p) / scaled.c for lv, p in zip(levels, rel.power)}
+            self.last_lp = (scaled.totals, power)
         return rel
 
     def solve_budget(self, levels, num_naive, total_outputs, totals, hull_key=None):
@@ -133,52 +177,67 @@ class Engine:
             # here, so nothing is certified here either (certificates shrink as budgets grow).
             return done(naive, remaining, float(remaining), float("nan"), "MONOTONE_ZERO",
                         self.mode, "none")  # fmt: skip
+        scaled = _Scaled.of(reach, self.weights, totals)
         if self.mode in ("lp", "hull"):
-            rel = self._relaxation(reach, totals, self.mode, hull_key)
+            rel = self._relaxation(scaled, reach, self.mode, hull_key)
             status = "OPTIMAL" if (rel.converged and rel.lp_ok) else "DUAL_BOUND"
             out = done(naive, remaining, rel.bound, float("nan"), status, self.mode, "GLOP")
         else:
-            out = self._milp(reach, naive, remaining, totals, done)
+            out = self._milp(scaled, reach, naive, remaining, done, hull_key)
         if out.certified == 0:
             self.zero_at.append(totals)
         return out
 
-    def _milp(self, reach, naive, remaining, totals, done):
+    def _remember(self, scaled: _Scaled, b_scaled) -> None:
+        self.attacks.append((scaled.totals, scaled.from_scaled(b_scaled)))
+
+    def _milp(self, scaled: _Scaled, reach, naive, remaining, done, hull_key):
         tol = tolerance(remaining)
         deadline = None
         if self.time_limit_s is not None:
             deadline = time.perf_counter() + float(self.time_limit_s)
-        incumbents = [b for t, b in self.attacks if np.all(t <= totals)][-4:]
+        # Attacks found at budgets no larger in any type are feasible here: incumbents.
+        incumbents = [scaled.to_scaled(b) for t, b in self.attacks if np.all(t <= scaled.totals)][
+            -4:
+        ]
+        levels, weights, ones = scaled.levels, scaled.weights, scaled.ones
         solver = self.milp_solver
         if solver == "auto":
             solver = "bnb" if len(reach) <= AUTO_BNB_MAX_GROUPS else "scip"
         if solver == "bnb":
             res = _bnb.branch_and_bound(
-                reach, self.weights, totals, tol=tol, incumbents=incumbents, deadline=deadline
+                levels, weights, ones, tol=tol, incumbents=incumbents, deadline=deadline
             )
             if res.b is not None:
-                self.attacks.append((totals, res.b))
+                self._remember(scaled, res.b)
             status = "OPTIMAL" if res.optimal else "TIME_LIMIT_BOUND"
             return done(naive, remaining, res.bound, res.attack, status, "milp", "BNB+GLOP")
         # SCIP: the hull LP first (its bound is rigorous; with a good incumbent it may already
         # prove optimality), then the generic MILP with the hull bound as a safety net.
-        hull = self._relaxation(reach, totals, "hull")
+        hull = self._relaxation(scaled, reach, "hull", hull_key)
         found, best_b = 0, None
         for b in incumbents + ([hull.b] if hull.b is not None else []):
-            value, feasible = _levels.attack_of(reach, self.weights, totals, b)
+            value, feasible = _levels.attack_of(levels, weights, ones, b)
             if value > found:
                 found, best_b = value, feasible
         if best_b is not None:
-            self.attacks.append((totals, best_b))
+            self._remember(scaled, best_b)
         if np.floor(hull.bound + tol) <= found:
             return done(naive, remaining, hull.bound, found, "OPTIMAL", "milp", "GLOP")
         left = None if deadline is None else max(deadline - time.perf_counter(), 1e-3)
-        res = _scip.solve_scip(reach, self.weights, totals, time_limit_s=left, hint_b=best_b)
+        res = _scip.solve_scip(levels, weights, ones, time_limit_s=left, hint_b=best_b)
+        if res.b is not None:  # SCIP's attack, re-counted as a genuine spend for later budgets
+            value, feasible = _levels.attack_of(levels, weights, ones, res.b)
+            if value >= found:
+                self._remember(scaled, feasible)
         if res.status in ("OPTIMAL", "FEASIBLE") and np.isfinite(res.bound):
-            bound = max(res.bound, res.objective) if res.status == "OPTIMAL" else res.bound
+            # The objective is a sum of integer counts: SCIP's 96.99999999999997 means 97.
+            objective = np.floor(res.objective + 1e-6) if np.isfinite(res.objective) else 0.0
+            found = max(found, objective)
+            bound = max(res.bound, objective) if res.status == "OPTIMAL" else res.bound
             bound = min(bound, hull.bound)
-            found = max(found, res.objective) if np.isfinite(res.objective) else found
-            status = "OPTIMAL" if np.floor(bound + tol) <= found else "TIME_LIMIT_BOUND"
+            proven = res.status == "OPTIMAL" or np.floor(bound + tol) <= found
+            status = "OPTIMAL" if proven else "TIME_LIMIT_BOUND"
             return done(naive, remaining, bound, found, status, "milp", "SCIP")
         # SCIP gave no proven bound (e.g. stopped before its first LP, or failed): the hull LP's
         # rigorous bound is still a certificate; say so.

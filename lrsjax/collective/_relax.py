@@ -50,9 +50,6 @@ class Concave(NamedTuple):
     px: np.ndarray
     py: np.ndarray
 
-    def slopes(self) -> np.ndarray:
-        return np.diff(self.y) / np.diff(self.x)
-
     def __call__(self, r: float) -> float:
         r = max(float(r), float(self.x[0]))
         i = int(np.searchsorted(self.x, r, side="right")) - 1
@@ -73,12 +70,18 @@ def paper_function(eta: np.ndarray, count: np.ndarray) -> Concave:
 
 
 def upper_hull(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Indices of the upper concave hull of points with strictly increasing x (monotone chain)."""
+    """Indices of the upper concave hull of points with strictly increasing x (monotone chain).
+
+    A point on or below the chord of its neighbours is dropped; whatever rounding does here,
+    bounds stay rigorous because the dual bound uses every point (`Concave.px, py`)."""
+    if x.size > 200:
+        return _upper_hull_passes(x, y)
+    xs, ys = x.tolist(), y.tolist()
     hull: list[int] = []
-    for i in range(x.size):
+    for i, (xi, yi) in enumerate(zip(xs, ys)):
         while len(hull) >= 2:
             a, b = hull[-2], hull[-1]
-            if (x[b] - x[a]) * (y[i] - y[a]) - (y[b] - y[a]) * (x[i] - x[a]) >= 0:
+            if (xs[b] - xs[a]) * (yi - ys[a]) - (ys[b] - ys[a]) * (xi - xs[a]) >= 0:
                 hull.pop()
             else:
                 break
@@ -86,21 +89,38 @@ def upper_hull(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.asarray(hull, np.int64)
 
 
+def _upper_hull_passes(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Vectorized upper hull: repeatedly drop every point on or below the chord of its current
+    neighbours (never a hull vertex) until none is left; a few passes in practice."""
+    idx = np.arange(x.size)
+    while idx.size > 2:
+        xa, xb, xc = x[idx[:-2]], x[idx[1:-1]], x[idx[2:]]
+        ya, yb, yc = y[idx[:-2]], y[idx[1:-1]], y[idx[2:]]
+        drop = (xb - xa) * (yc - ya) - (yb - ya) * (xc - xa) >= 0
+        if not drop.any():
+            break
+        keep = np.ones(idx.size, bool)
+        keep[1:-1] = ~drop
+        idx = idx[keep]
+    return idx
+
+
 def hull_parents(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """int64 [n]: with these parent pointers the upper hull of the prefix `0..i` is the chain
     `i, parent[i], parent[parent[i]], ...` (monotone chain keeps the prefix hull on its stack)."""
-    parent = np.full(x.size, -1, np.int64)
+    xs, ys = x.tolist(), y.tolist()
+    parent = [-1] * len(xs)
     stack: list[int] = []
-    for i in range(x.size):
+    for i, (xi, yi) in enumerate(zip(xs, ys)):
         while len(stack) >= 2:
             a, b = stack[-2], stack[-1]
-            if (x[b] - x[a]) * (y[i] - y[a]) - (y[b] - y[a]) * (x[i] - x[a]) >= 0:
+            if (xs[b] - xs[a]) * (yi - ys[a]) - (ys[b] - ys[a]) * (xi - xs[a]) >= 0:
                 stack.pop()
             else:
                 break
         parent[i] = stack[-1] if stack else -1
         stack.append(i)
-    return parent
+    return np.asarray(parent, np.int64)
 
 
 def prefix_hull(x: np.ndarray, y: np.ndarray, parent: np.ndarray, n: int) -> Concave:
@@ -113,6 +133,7 @@ def prefix_hull(x: np.ndarray, y: np.ndarray, parent: np.ndarray, n: int) -> Con
 
 
 def hull_function(px: np.ndarray, py: np.ndarray) -> Concave:
+    """The upper concave hull of the points (px, py) (px strictly increasing) as a `Concave`."""
     idx = upper_hull(px, py)
     return Concave(px[idx], py[idx], px, py)
 
@@ -144,7 +165,8 @@ class Relaxation(NamedTuple):
       b: float64 [T, M] the LP's spend (None if GLOP failed on the first round).
       power: float64 [G] the LP's P_g.
       lam: float64 [G] the multipliers behind `bound`.
-      converged: bool, True when `bound` matches a primal LP value to 1e-10 (relative).
+      converged: bool, True when the cut loop finished: `bound` matches a primal value to
+        1e-10 (relative) or GLOP's optimum of the cut model violates no segment of the f_g.
       lp_ok: bool, False when GLOP did not return OPTIMAL (bound then comes from the best
         multipliers seen, possibly lam = 0: every reachable output attacked).
       rounds: int, LP solves used.
@@ -255,8 +277,7 @@ def solve_relaxation(funcs, wrows, totals, lower=None, anchors=None) -> Relaxati
     else:
         anchors = anchors if anchors is not None else [()] * g_count
         segs = [_initial_segments(f, a) for f, a in zip(funcs, anchors)]
-    best = dual_bound(funcs, wrows, totals, np.zeros(g_count))  # lam = 0: attack everything
-    best_lam = np.zeros(g_count)
+    best, best_lam = np.inf, np.zeros(g_count)
     b = power = None
     lp_ok, converged, rounds = True, False, 0
     while rounds < _MAX_ROUNDS:
@@ -266,22 +287,30 @@ def solve_relaxation(funcs, wrows, totals, lower=None, anchors=None) -> Relaxati
             lp_ok = False
             break
         b, power, h, duals = out
-        for lam in (np.maximum(duals, 0.0), np.maximum(-duals, 0.0)):
-            value = dual_bound(funcs, wrows, totals, lam)
-            if value < best:
-                best, best_lam = value, lam
+        # GLOP reports the multipliers of the rows `P_g - (W b)_g <= 0` as >= 0; any lam >= 0
+        # is valid, so the clip only guards against round-off.
+        lam = np.maximum(duals, 0.0)
+        value = dual_bound(funcs, wrows, totals, lam)
+        if value < best:
+            best, best_lam = value, lam
         reach = np.einsum("gtm,tm->g", wrows, np.maximum(b, 0.0))
         primal = sum(f(max(min(p, r), lo)) for f, p, r, lo in zip(funcs, power, reach, lower))
         if best - primal <= _CONVERGED_RTOL * max(1.0, abs(best)):
             converged = True
             break
+        # Cuts the master's point violates (its h above the true f): add the segments there.
         added = False
         for g, f in enumerate(funcs):
-            if h[g] > f(power[g]) + 1e-12 * max(1.0, abs(h[g])):
+            if h[g] > f(power[g]) + 1e-9 * max(1.0, abs(h[g])):
                 new = np.setdiff1d(_segments_at(f, power[g], width=3), segs[g])
                 if new.size:
                     segs[g] = np.union1d(segs[g], new)
                     added = True
         if not added:
+            # The master's optimum is feasible for the full LP: solved (up to GLOP's tolerance;
+            # `best` is still the rigorous dual bound).
+            converged = True
             break
+    if not np.isfinite(best):  # no LP solution at all: lam = 0, every point attacked
+        best = dual_bound(funcs, wrows, totals, best_lam)
     return Relaxation(best, b, power, best_lam, converged, lp_ok, rounds)

@@ -24,11 +24,13 @@ _S = mbh.SolveStatus
 
 class ScipOutcome(NamedTuple):
     """Fields: status ("OPTIMAL", "FEASIBLE", or the failing SolveStatus name), objective (best
-    attack found, NaN if none), bound (SCIP's proven dual bound, NaN if none)."""
+    attack found, NaN if none), bound (SCIP's proven dual bound, NaN if none), b (float64 [T, M]
+    spend of the best attack found, None if none)."""
 
     status: str
     objective: float
     bound: float
+    b: np.ndarray | None = None
 
 
 def solve_scip(levels, weights, totals, *, time_limit_s=None, hint_b=None) -> ScipOutcome:
@@ -89,9 +91,10 @@ def solve_scip(levels, weights, totals, *, time_limit_s=None, hint_b=None) -> Sc
     status = solver.status()
     has = solver.has_solution()
     objective_value = float(solver.objective_value()) if has else float("nan")
+    b = np.asarray(solver.variable_values())[:nb].reshape(t_count, m_count) if has else None
     if status in (_S.OPTIMAL, _S.FEASIBLE):
         bound = float(solver.best_objective_bound())
         if status == _S.OPTIMAL and not np.isfinite(bound):
             bound = objective_value
-        return ScipOutcome(status.name, objective_value, bound)
-    return ScipOutcome(status.name, objective_value, float("nan"))
+        return ScipOutcome(status.name, objective_value, bound, b)
+    return ScipOutcome(status.name, objective_value, float("nan"), b)

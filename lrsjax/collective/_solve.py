@@ -20,6 +20,14 @@ counts `C_i` (`_levels`). Per budget (in user units, turned into totals by `budg
    remove outputs, never add one).
 Budgets are processed from small to large: attacks found at a smaller budget (in every type)
 seed the MILP at larger ones, and once nothing is certified it stays so (status MONOTONE_ZERO).
+
+Reuse across budgets: the levels are built once per problem; a budget only changes each group's
+prefix of reachable levels (the naive filter) and the totals. Models are filled from sparse arrays
+(well under a millisecond) and GLOP has no incremental re-solve through OR-Tools' Python API, so
+"reuse" means warm starts: the LP's cut loop starts at the previous budget's solution, the MILP
+from the previous attacks, and the concave hulls of every prefix come from one pass per group.
+Each budget is solved in rescaled units (spends divided by the totals, thresholds by the largest
+reachable spend), so the solvers' absolute tolerances mean the same at every budget.
 """
 
 from __future__ import annotations
