@@ -31,7 +31,9 @@ def main(args):
 
     clusters = data.spectral_clusters(k_cluster, graph.adjacency, args.clusters)
     ranks = noise.affinity_ranks(graph.adjacency, clusters)
-    theta_plus, theta_minus = noise.rank_flip_probabilities(args.clusters, (0.01, 0.01), (0.6, 0.95))
+    theta_plus, theta_minus = noise.rank_flip_probabilities(
+        args.clusters, (0.01, 0.01), (0.6, 0.95)
+    )
     smoothing = noise.clustered_bernoulli(clusters, ranks, theta_plus, theta_minus)
     cert = lrsjax.certify(
         k_cert, apply_fn, params, _sparse.from_scipy(graph.attributes), smoothing,

@@ -20,7 +20,9 @@ from lrsjax import base_certs, collective, data, models, noise, training
 def main(args):
     key = jax.random.PRNGKey(args.seed)
     key_data, key_init, key_loc, key_iso = jax.random.split(key, 4)
-    test = data.synthetic_segmentation(key_data, 1, image_shape=(args.size, args.size), split="test")
+    test = data.synthetic_segmentation(
+        key_data, 1, image_shape=(args.size, args.size), split="test"
+    )
     x, labels = test.image(0)
     if args.checkpoint:
         model, params, _ = training.load_segmentation_model(args.checkpoint)
@@ -45,7 +47,9 @@ def main(args):
     loc_lp = collective.certify_collective(cert.base_certs, budgets, targets=correct, mode="lp")
     iso_correct = ~iso.abstain & (iso.prediction == labels.reshape(-1))
     iso_naive = (base_certs.naive_certified(iso.base_certs, budgets) & iso_correct[:, None]).sum(0)
-    print(f"certified correct pixels of {labels.size} ({k} groups, {k * (args.n0 + args.n)} passes)")
+    print(
+        f"certified correct pixels of {labels.size} ({k} groups, {k * (args.n0 + args.n)} passes)"
+    )
     print(" eps  localized-naive  localized-LP  isotropic")
     for row in zip(budgets, loc_naive, loc_lp.certified, iso_naive):
         print(f"{row[0]:4.2f} {row[1]:16d} {int(row[2]):13d} {row[3]:10d}")

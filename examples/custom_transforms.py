@@ -43,8 +43,11 @@ def main(args):
             start = time.perf_counter()
             result = collective.solve(reduced, budgets, mode=mode, time_limit_s=args.time_limit)
             seconds = time.perf_counter() - start
-            print(f"{name:14s} rows {reduced.num_rows:5d} {mode:4s} certified "
-                  f"{result.certified.tolist()} ({seconds:.2f} s, {set(result.status)})")  # fmt: skip
+            statuses = sorted(set(result.status))
+            print(
+                f"{name:14s} rows {reduced.num_rows:5d} {mode:4s} certified "
+                f"{result.certified.tolist()} ({seconds:.2f} s, {statuses})"
+            )
 
 
 if __name__ == "__main__":

@@ -196,38 +196,49 @@ def _done_jsons(out_dir: pathlib.Path) -> int:
     return len(list(items.glob("*.json"))) if items.is_dir() else 0
 
 
-def _kill_once(out_dir: pathlib.Path, rng, duration: float, extra=(), cache_dir=None) -> str:
-    """Starts the command and SIGKILLs it: at a uniform random time, or just after the k-th item
-    record appeared (random k, random delay < 0.3 s). Returns where the kill landed."""
+def _tmp_files(out_dir: pathlib.Path) -> list:
+    items = out_dir / "results" / "items"
+    return list(items.glob(".*.tmp")) if items.is_dir() else []
+
+
+def _kill_once(out_dir: pathlib.Path, rng, duration: float, extra=(), cache_dir=None):
+    """Starts the command and SIGKILLs it (the whole process group). Where, at random:
+    at a uniform random time within the expected remaining run time; just after the k-th item
+    record appeared (random k, random delay < 0.3 s); or while an item file is being written
+    (as soon as a temporary file shows up). Returns (where, killed); killed is False if the
+    process finished first."""
+    before = _done_jsons(out_dir)
     proc = subprocess.Popen(
         _command(out_dir, extra),
         env=_env(cache_dir=cache_dir),
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
     try:
-        if rng.random() < 0.5:
-            deadline = time.perf_counter() + rng.uniform(0.5, duration)
+        strategy = rng.choice(["time", "item", "write"])
+        if strategy == "time":
+            remaining = duration * (0.5 + 0.5 * (NUM_ITEMS - before) / NUM_ITEMS)
+            deadline = time.perf_counter() + rng.uniform(0.3, max(remaining, 0.6))
             while time.perf_counter() < deadline and proc.poll() is None:
                 time.sleep(0.005)
-            where = "random time"
-        else:
-            before = _done_jsons(out_dir)
+            where = "at a random time"
+        elif strategy == "item":
             target = before + int(rng.integers(0, max(NUM_ITEMS - before, 1)))
-            while _done_jsons(out_dir) <= target - 1 and proc.poll() is None:
+            while _done_jsons(out_dir) < target and proc.poll() is None:
                 time.sleep(0.002)
             time.sleep(rng.uniform(0.0, 0.3))
             where = f"after item {target}"
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
         else:
-            where += " (had already finished)"
+            while not _tmp_files(out_dir) and proc.poll() is None:
+                time.sleep(0.0005)
+            where = "during an item write"
+        killed = proc.poll() is None
+        if killed:
+            os.killpg(proc.pid, signal.SIGKILL)
     finally:
         proc.wait(timeout=60)
-        if proc.stderr:
-            proc.stderr.close()
-    return where
+    return where, killed
 
 
 def _check_no_half_written_files(out_dir: pathlib.Path) -> int:
@@ -273,14 +284,12 @@ def _results(out_dir: pathlib.Path) -> dict:
     return out
 
 
-def _kill_restart_cycles(
-    tmp_path, runs: int, kills_per_run: int, seed: int, train: bool, cache: bool = False
-):
-    """`runs` run directories, each killed `kills_per_run` times, then completed; compared with
-    one uninterrupted run. `train=False` certifies a saved checkpoint (no training in the runs).
-    `cache=True`: the uninterrupted run fills JAX's persistent compilation cache and the others
-    only read it (fast; nothing is written while a process may be killed).
-    Returns (cycles, where the kills landed, tmp leftovers)."""
+def _kill_restart_cycles(tmp_path, kills: int, seed: int, train: bool, cache: bool = False):
+    """Run directories killed (SIGKILL) and restarted until `kills` kills hit a live process;
+    each is then completed and compared with one uninterrupted run. `train=False` certifies a
+    saved checkpoint (no training in the runs). `cache=True`: the uninterrupted run fills JAX's
+    persistent compilation cache and the others only read it (faster; nothing is written to it
+    while a process may be killed). Returns (kills, where they landed, tmp leftovers)."""
     rng = np.random.default_rng(seed)
     tmp_path.mkdir(parents=True, exist_ok=True)
     extra = () if train else (f"--checkpoint={save_tiny_checkpoint(tmp_path / 'tiny.msgpack')}",)
@@ -290,43 +299,46 @@ def _kill_restart_cycles(
     reference = _results(reference_dir)
     records = [k for k in reference if k.endswith(".json") and k != "summary.json"]
     assert len(records) == NUM_ITEMS
-    landed, leftovers = [], 0
-    for run in range(runs):
+    landed, leftovers, run = [], 0, 0
+    while len(landed) < kills:
         out_dir = tmp_path / f"killed{run}"
-        for _ in range(kills_per_run):
-            landed.append(_kill_once(out_dir, rng, duration, extra, cache_dir))
-            if (out_dir / "results").is_dir():
-                _check_no_half_written_files(out_dir)
+        for _ in range(4 * kills):  # each restart resumes; stop when the run finished itself
+            where, killed = _kill_once(out_dir, rng, duration, extra, cache_dir)
+            if not killed:
+                break
+            landed.append(f"{where} ({_done_jsons(out_dir)}/{NUM_ITEMS} items done)")
+            _check_no_half_written_files(out_dir)
+            if len(landed) >= kills or _done_jsons(out_dir) == NUM_ITEMS:
+                break
         _run_to_completion(out_dir, extra, cache_dir)
         leftovers += _check_no_half_written_files(out_dir)
         got = _results(out_dir)
         assert sorted(got) == sorted(reference)
         for name in reference:
             assert got[name] == reference[name], f"run {run}: {name} differs after kills {landed}"
-    return runs * kills_per_run, landed, leftovers
+        run += 1
+    return len(landed), landed, leftovers
 
 
 def test_kill_and_restart_gives_identical_results_fast(tmp_path):
-    cycles, _, _ = _kill_restart_cycles(
-        tmp_path, runs=1, kills_per_run=2, seed=0, train=False, cache=True
-    )
-    assert cycles == 2
+    kills, _, _ = _kill_restart_cycles(tmp_path, kills=2, seed=0, train=False, cache=True)
+    assert kills >= 2
 
 
 @pytest.mark.slow
 def test_kill_and_restart_gives_identical_results_slow(tmp_path):
-    cycles, landed, leftovers = _kill_restart_cycles(
-        tmp_path / "checkpoint", runs=3, kills_per_run=4, seed=1, train=False
+    kills, landed, leftovers = _kill_restart_cycles(
+        tmp_path / "checkpoint", kills=12, seed=1, train=False
     )
     more, landed_train, leftovers_train = _kill_restart_cycles(
-        tmp_path / "train", runs=3, kills_per_run=4, seed=2, train=True
+        tmp_path / "train", kills=12, seed=2, train=True
     )
-    cycles, landed, leftovers = cycles + more, landed + landed_train, leftovers + leftovers_train
+    kills, landed, leftovers = kills + more, landed + landed_train, leftovers + leftovers_train
     print(
-        f"\nFAULTS: {cycles} kill-restart cycles, results identical; kills landed: {landed}; "
-        f"hidden .tmp leftovers after completion: {leftovers}"
+        f"\nFAULTS: {kills} kill-restart cycles (SIGKILL of a live process), results identical "
+        f"to an uninterrupted run; kills landed: {landed}; hidden .tmp leftovers: {leftovers}"
     )
-    assert cycles >= 20
+    assert kills >= 20
 
 
 # ================================================================================================
