@@ -234,34 +234,39 @@ def _gaussian_holm(trials: int, seed: int, tau: float = 0.75, alpha: float = 0.2
     """Family-wise error of certify's Holm test with half the outputs exactly at q = tau."""
     rng = np.random.default_rng(seed)
     targets = np.where(np.arange(D) % 2 == 0, tau, 0.995)
-    failures = certified = 0
+    failures = certified = violations = 0
     for trial in range(trials):
         inst = LinearImage(rng, p_targets=targets)
         cert = _certify_image(_key(seed, trial), inst, correction="holm", tau=tau, alpha=alpha)
         truth = inst.p_of(cert.prediction)
         passed = ~cert.abstain
         certified += int(passed.sum())
-        failures += bool(np.any(passed & (truth <= tau)))
+        failed = bool(np.any(passed & (truth <= tau)))
+        failures += failed
         np.testing.assert_array_equal(cert.p_lower[passed], tau)
-    return failures, certified
+        if not failed:  # every passed output has q > tau: its radius sigma Phi^-1(tau) is true
+            violations += int(np.sum(cert.radius[passed] > inst.flip_distance()[passed]))
+    return failures, certified, violations
 
 
 def test_gaussian_holm_coverage_fast():
-    failures, certified = _gaussian_holm(FAST_TRIALS, 3)
-    assert certified > 0
+    failures, certified, violations = _gaussian_holm(FAST_TRIALS, 3)
+    assert certified > 0 and violations == 0
     _assert_rate(failures, FAST_TRIALS, 0.2, 4, "certify holm")
 
 
 @pytest.mark.slow
 def test_gaussian_holm_coverage_slow():
-    failures, certified = _gaussian_holm(SLOW_TRIALS, 13)
+    failures, certified, violations = _gaussian_holm(SLOW_TRIALS, 13)
     _report(
         "certify gaussian holm",
         trials=SLOW_TRIALS,
         failures=failures,
         alpha=0.2,
         certified_outputs=certified,
+        radius_violations=violations,
     )
+    assert violations == 0
     _assert_rate(failures, SLOW_TRIALS, 0.2, 3, "certify holm")
 
 
@@ -896,10 +901,11 @@ def _random_base_certs(rng):
     return certs, budgets
 
 
-def _brute_force_certified(certs, budgets) -> np.ndarray:
-    """|T| - the largest number of outputs one (continuous) spend b reaches, per budget."""
+def _brute_force_certified(certs, budgets, targets) -> np.ndarray:
+    """|T| - the largest number of outputs of T (targeted, not abstained) that one (continuous)
+    spend b reaches, per budget."""
     totals_all = base_certs.budget_totals(certs.norm, budgets)
-    active = np.flatnonzero(~certs.abstain)
+    active = np.flatnonzero(targets & ~certs.abstain)
     per_group = {}
     for k in np.unique(certs.group[active]):
         etas = np.sort(certs.eta[active][certs.group[active] == k])
@@ -950,12 +956,17 @@ def _solver_vs_brute_force(problems: int, seed: int):
     violations, exact_milp, compared = {}, 0, 0
     for _ in range(problems):
         certs, budgets = _random_base_certs(rng)
-        truth = _brute_force_certified(certs, budgets)
-        results = {m: _collective_counts(certs, budgets, m) for m in MODES}
-        results["hull_binned"] = _collective_counts(certs, budgets, "hull", num_bins=2)
-        results["milp_time_limited"] = _collective_counts(certs, budgets, "milp", time_limit_s=1e-3)
-        results["milp_scip"] = _collective_counts(certs, budgets, "milp", milp_solver="scip")
-        results["naive"] = base_certs.naive_certified(certs, budgets)[~certs.abstain].sum(0)
+        targets = rng.random(certs.num_outputs) < 0.8
+        truth = _brute_force_certified(certs, budgets, targets)
+        kw = dict(targets=targets)
+        results = {m: _collective_counts(certs, budgets, m, **kw) for m in MODES}
+        results["hull_binned"] = _collective_counts(certs, budgets, "hull", num_bins=2, **kw)
+        results["milp_time_limited"] = _collective_counts(
+            certs, budgets, "milp", time_limit_s=1e-3, **kw
+        )
+        results["milp_scip"] = _collective_counts(certs, budgets, "milp", milp_solver="scip", **kw)
+        naive = base_certs.naive_certified(certs, budgets)
+        results["naive"] = naive[targets & ~certs.abstain].sum(0)
         for name, counts in results.items():
             violations[name] = violations.get(name, 0) + int(np.sum(counts > truth))
         exact_milp += int(np.sum(results["milp"] == truth) + np.sum(results["milp_scip"] == truth))

@@ -42,6 +42,8 @@ class MilpOutcome(NamedTuple):
         none was found).
       optimal: bool, True when `floor(bound + tol) <= attack` (the search finished).
       nodes: int, nodes whose LP was solved.
+      failed: bool, True when the search stopped because a node LP failed or did not verify
+        (GLOP trouble); `bound` is then still a proven bound.
     """
 
     attack: int
@@ -49,6 +51,15 @@ class MilpOutcome(NamedTuple):
     b: np.ndarray | None
     optimal: bool
     nodes: int
+    failed: bool = False
+
+
+class _Unreliable(Exception):
+    """A node LP failed or gave an answer that does not verify; carries the node's bound."""
+
+    def __init__(self, bound: float):
+        super().__init__(bound)
+        self.bound = bound
 
 
 def _proves(bound: float, attack: int, tol: float) -> bool:
@@ -126,11 +137,12 @@ class _Search:
         lower = np.array([self.points[g][0][lo[g]] for g in range(g_count)])
         self.nodes += 1
         rel = _relax.solve_relaxation(funcs, self.wrows, self.totals, lower=lower)
-        if not rel.lp_ok:
-            if self.infeasible(lower, funcs):
-                return None
-            # Unproven either way (numerically borderline): keep the parent's bound, no LP point.
-            return (min(parent_bound, rel.bound), list(lo), list(hi), None)
+        if not rel.lp_ok and self.infeasible(lower, funcs):
+            return None
+        if not rel.converged:
+            # The LP failed or its answer cannot be verified: stop searching (the caller reports
+            # the largest proven bound, this node's included).
+            raise _Unreliable(min(parent_bound, rel.bound))
         self.offer(rel.b)
         bound = min(rel.bound, parent_bound)
         if _proves(bound, self.best, self.tol):
@@ -195,27 +207,38 @@ def branch_and_bound(
     for b in incumbents:
         search.offer(b)
     top = float(sum(lv.cumulative[-1] for lv in levels))
-    root = search.process([0] * len(levels), [lv.eta.size for lv in levels], top)
     heap, counter = [], 0
-    if root is not None:
-        heap.append((-root[0], counter, root))
-    while heap:
-        if deadline is not None and time.perf_counter() > deadline:
-            break
-        _, _, (bound, lo, hi, power) = heapq.heappop(heap)
-        if _proves(bound, search.best, tol):
-            continue
-        kids = search.children(lo, hi, power)
-        if not kids:  # one level vector left and its LP is feasible: it is an attack
-            value = int(sum(search.points[g][1][lo[g]] for g in range(len(lo))))
-            search.best = max(search.best, value)
-            continue
-        for kid_lo, kid_hi in kids:
-            node = search.process(kid_lo, kid_hi, bound)
-            if node is not None:
-                counter += 1
-                heapq.heappush(heap, (-node[0], counter, node))
+    failed_bound = None
+    try:
+        root = search.process([0] * len(levels), [lv.eta.size for lv in levels], top)
+        if root is not None:
+            heap.append((-root[0], counter, root))
+        while heap:
+            if deadline is not None and time.perf_counter() > deadline:
+                break
+            _, _, node = heapq.heappop(heap)
+            bound, lo, hi, power = node
+            if _proves(bound, search.best, tol):
+                continue
+            kids = search.children(lo, hi, power)
+            if not kids:  # one level vector left and its LP is feasible: it is an attack
+                value = int(sum(search.points[g][1][lo[g]] for g in range(len(lo))))
+                search.best = max(search.best, value)
+                continue
+            for kid_lo, kid_hi in kids:
+                try:
+                    child = search.process(kid_lo, kid_hi, bound)
+                except _Unreliable:
+                    heapq.heappush(heap, (-node[0], counter, node))  # the parent stays open
+                    raise
+                if child is not None:
+                    counter += 1
+                    heapq.heappush(heap, (-child[0], counter, child))
+    except _Unreliable as error:
+        failed_bound = error.bound
     open_bound = max((-item[0] for item in heap), default=-np.inf)
+    if failed_bound is not None:
+        open_bound = max(open_bound, failed_bound)
     bound = max(float(search.best), open_bound)
     return MilpOutcome(
         attack=int(search.best),
@@ -223,4 +246,5 @@ def branch_and_bound(
         b=search.best_b,
         optimal=_proves(bound, search.best, tol),
         nodes=search.nodes,
+        failed=failed_bound is not None,
     )

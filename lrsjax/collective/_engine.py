@@ -210,7 +210,10 @@ class Engine:
             )
             if res.b is not None:
                 self._remember(scaled, res.b)
-            status = "OPTIMAL" if res.optimal else "TIME_LIMIT_BOUND"
+            if res.optimal:
+                status = "OPTIMAL"
+            else:
+                status = "DUAL_BOUND" if res.failed else "TIME_LIMIT_BOUND"
             return done(naive, remaining, res.bound, res.attack, status, "milp", "BNB+GLOP")
         # SCIP: the hull LP first (its bound is rigorous; with a good incumbent it may already
         # prove optimality), then the generic MILP with the hull bound as a safety net.

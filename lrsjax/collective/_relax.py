@@ -32,7 +32,8 @@ from ortools.linear_solver.python import model_builder_helper as mbh
 
 _OPTIMAL = mbh.SolveStatus.OPTIMAL
 DIRECT_PIECES = 400  # up to this many segments in total the LP is solved in one shot
-_CONVERGED_RTOL = 1e-10
+_CONVERGED_RTOL = 1e-10  # stop the cut loop when bound and primal value agree this well
+_VERIFIED_RTOL = 1e-6  # "solved" when they agree this well (GLOP is far more accurate)
 _MAX_ROUNDS = 60
 
 
@@ -165,8 +166,8 @@ class Relaxation(NamedTuple):
       b: float64 [T, M] the LP's spend (None if GLOP failed on the first round).
       power: float64 [G] the LP's P_g.
       lam: float64 [G] the multipliers behind `bound`.
-      converged: bool, True when the cut loop finished: `bound` matches a primal value to
-        1e-10 (relative) or GLOP's optimum of the cut model violates no segment of the f_g.
+      converged: bool, True when `bound` matches the value of a feasible primal point to 1e-6
+        (relative): the relaxation is solved and `bound` is (up to that) its optimum.
       lp_ok: bool, False when GLOP did not return OPTIMAL (bound then comes from the best
         multipliers seen, possibly lam = 0: every reachable output attacked).
       rounds: int, LP solves used.
@@ -255,6 +256,8 @@ def _solve_master(funcs, segs, wrows, totals, lower):
         return None
     x = np.asarray(solver.variable_values())
     duals = np.asarray(solver.dual_values())[t_count : t_count + g_count]
+    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(duals))):
+        return None  # a solver claiming success with garbage: treated as a failure
     return x[:nb].reshape(t_count, m_count), x[nb : nb + g_count], x[nb + g_count :], duals
 
 
@@ -277,9 +280,9 @@ def solve_relaxation(funcs, wrows, totals, lower=None, anchors=None) -> Relaxati
     else:
         anchors = anchors if anchors is not None else [()] * g_count
         segs = [_initial_segments(f, a) for f, a in zip(funcs, anchors)]
-    best, best_lam = np.inf, np.zeros(g_count)
+    best, best_lam, primal_best = np.inf, np.zeros(g_count), -np.inf
     b = power = None
-    lp_ok, converged, rounds = True, False, 0
+    lp_ok, rounds = True, 0
     while rounds < _MAX_ROUNDS:
         rounds += 1
         out = _solve_master(funcs, segs, wrows, totals, lower)
@@ -295,8 +298,8 @@ def solve_relaxation(funcs, wrows, totals, lower=None, anchors=None) -> Relaxati
             best, best_lam = value, lam
         reach = np.einsum("gtm,tm->g", wrows, np.maximum(b, 0.0))
         primal = sum(f(max(min(p, r), lo)) for f, p, r, lo in zip(funcs, power, reach, lower))
-        if best - primal <= _CONVERGED_RTOL * max(1.0, abs(best)):
-            converged = True
+        primal_best = max(primal_best, primal)
+        if best - primal_best <= _CONVERGED_RTOL * max(1.0, abs(best)):
             break
         # Cuts the master's point violates (its h above the true f): add the segments there.
         added = False
@@ -306,11 +309,11 @@ def solve_relaxation(funcs, wrows, totals, lower=None, anchors=None) -> Relaxati
                 if new.size:
                     segs[g] = np.union1d(segs[g], new)
                     added = True
-        if not added:
-            # The master's optimum is feasible for the full LP: solved (up to GLOP's tolerance;
-            # `best` is still the rigorous dual bound).
-            converged = True
+        if not added:  # the master's optimum violates no segment: the full LP is solved
             break
     if not np.isfinite(best):  # no LP solution at all: lam = 0, every point attacked
         best = dual_bound(funcs, wrows, totals, best_lam)
-    return Relaxation(best, b, power, best_lam, converged, lp_ok, rounds)
+    # Solved = the rigorous bound meets the value of a feasible primal point (a wrong LP answer
+    # cannot pass this check; it only leaves a looser, still valid bound).
+    converged = lp_ok and best - primal_best <= _VERIFIED_RTOL * max(1.0, abs(best))
+    return Relaxation(best, b, power, best_lam, bool(converged), lp_ok, rounds)

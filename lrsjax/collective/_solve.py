@@ -63,7 +63,9 @@ class CollectiveResult(NamedTuple):
         "ZERO_BUDGET" (no solve), "NAIVE_ONLY" (every output certified alone),
         "MONOTONE_ZERO" (a budget no larger in any type already certified nothing),
         "OPTIMAL" (relaxation solved to optimality / MILP proven exact),
-        "DUAL_BOUND" (relaxation: the LP stopped early; the bound is valid but may be loose),
+        "DUAL_BOUND" (an LP - the relaxation, or a node of the branch and bound - failed or
+          gave an answer that does not verify; the count comes from a valid Lagrangian bound,
+          possibly loose; with lam = 0 that is "nothing beyond the naive count"),
         "TIME_LIMIT_BOUND" (MILP stopped at its time limit; count from its proven bound),
         "HULL_FALLBACK" (SCIP gave no bound; count from the hull LP bound).
       mode_used: tuple of B str, the relaxation that produced each number: "lp", "hull",
