@@ -703,14 +703,6 @@ def test_naive_certified_revalidates_hand_built_certificates(field):
     expect_clear_error(lambda: base_certs.naive_certified(bad, [10.0]), field)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: certify_collective with a finite but huge l2 budget (eps = 1e200: eps**2 "
-    "overflows to inf in budget_totals) crashes with `ValueError: cannot convert float NaN to "
-    "integer` (NaN Lagrangian bound in _relax.dual_bound), naming no argument; budget_totals "
-    "should reject totals that overflow (or the solver treat them as 'attack all', as mode='milp' "
-    "does)",
-)
 @pytest.mark.parametrize("mode", ["lp", "hull"])
 def test_collective_huge_budget(mode):
     from lrsjax import collective

@@ -109,7 +109,13 @@ def budget_totals(norm: str, budgets) -> np.ndarray:
     if np.any(arr < 0):
         _checks.fail("budgets", arr, "must be >= 0", "Budgets are radii or bit counts.")
     if norm == "l2":
-        return (arr**2)[:, None]
+        with np.errstate(over="ignore"):
+            squared = arr**2
+        if not np.all(np.isfinite(squared)):
+            _checks.fail(
+                "budgets", arr, "is too large: eps**2 overflows float64", "Pass radii below 1e150."
+            )
+        return squared[:, None]
     if norm == "l1":
         return arr[:, None]
     return arr
