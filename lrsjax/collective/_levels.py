@@ -89,8 +89,12 @@ def spend(weights: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def feasible_spend(b: np.ndarray, totals: np.ndarray) -> np.ndarray:
-    """`b` clipped to >= 0 and scaled down per type so that `sum_j b[t, j] <= totals[t]`."""
-    b = np.maximum(np.asarray(b, np.float64), 0.0)
+    """`b` clipped to >= 0 and scaled down per type so that `sum_j b[t, j] <= totals[t]`
+    (all zeros if `b` is not finite)."""
+    b = np.asarray(b, np.float64)
+    if not np.all(np.isfinite(b)):  # e.g. a failing solver's garbage: no attack at all
+        return np.zeros_like(b)
+    b = np.maximum(b, 0.0)
     sums = b.sum(axis=1)
     scale = np.where(sums > totals, totals / np.where(sums > 0, sums, 1.0), 1.0)
     return b * scale[:, None]

@@ -68,7 +68,16 @@ class Transform(NamedTuple):
 
 
 def from_base_certs(base_certs: BaseCertificates, targets=None) -> CollectiveProblem:
-    """One row per output in `targets` (bool [D], default all) that does not abstain."""
+    """The collective problem of the target set T (SPEC 6): one row per output in `targets`
+    that does not abstain.
+
+    Args:
+      base_certs: `BaseCertificates` (SPEC 5).
+      targets: bool [D] or None (all outputs). SPEC 6's two target sets are two masks: `all`
+        (every evaluated output) and `correct` (also equal to the label, for certified accuracy).
+    Returns:
+      `CollectiveProblem` with multiplicity 1 per row; `row_of_output[d]` is d's row or -1.
+    """
     if not isinstance(base_certs, BaseCertificates):
         _checks.fail("base_certs", base_certs, "must be a BaseCertificates", "Use lrsjax.certify.")
     num = base_certs.num_outputs
@@ -210,19 +219,25 @@ def naive_filter() -> Transform:
 
 
 def share() -> Transform:
-    """Exact: merges rows with equal group and eta into one row with the summed multiplicity."""
+    """Exact: merges rows with equal group and eta into one row with the summed multiplicity.
+
+    Attacking one such row costs exactly as much as attacking all of them (same group, same
+    threshold), so every relaxation and the MILP are unchanged (SPEC 6)."""
 
     def apply(problem: CollectiveProblem) -> CollectiveProblem:
         if problem.num_rows == 0:
             return problem
-        keys = np.stack([problem.group.astype(np.float64), problem.eta], axis=1)
-        unique, inverse = np.unique(keys, axis=0, return_inverse=True)
-        inverse = inverse.reshape(-1)
-        multiplicity = np.bincount(inverse, weights=problem.multiplicity, minlength=len(unique))
+        order = np.lexsort((problem.eta, problem.group))
+        g, e = problem.group[order], problem.eta[order]
+        new = np.ones(order.size, bool)
+        new[1:] = (g[1:] != g[:-1]) | (e[1:] != e[:-1])
+        inverse = np.empty(order.size, np.int64)
+        inverse[order] = np.cumsum(new) - 1
+        multiplicity = np.bincount(inverse, weights=problem.multiplicity, minlength=int(new.sum()))
         return problem._replace(
-            eta=unique[:, 1].copy(),
-            multiplicity=multiplicity.astype(np.int64),
-            group=unique[:, 0].astype(np.int64),
+            eta=e[new].copy(),
+            multiplicity=np.rint(multiplicity).astype(np.int64),
+            group=g[new].astype(np.int64),
             row_of_output=_remap(problem.row_of_output, inverse),
         )
 
