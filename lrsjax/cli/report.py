@@ -22,6 +22,7 @@ import sys
 from absl import app, flags
 
 from lrsjax import results
+from lrsjax.cli import _entry
 
 _OUT_DIR = flags.DEFINE_string(
     "out_dir",
@@ -39,9 +40,6 @@ _WRITE_SUMMARY = flags.DEFINE_bool(
     False,
     "Also write summary.json and summary.txt into every RUN_DIR (atomically).",
 )
-
-
-_HELP_FLAGS = ("--help", "-?", "--helpshort", "--helpfull", "--helpxml")
 
 
 def main(argv):
@@ -62,16 +60,7 @@ def main(argv):
 
 def run():
     """Console-script entry point (`lrsjax-report`)."""
-    main_module = sys.modules.get("__main__")
-    if main_module is not None and not getattr(main_module, "__doc__", None):
-        main_module.__doc__ = __doc__  # absl prints the main module's docstring in --help
-    asked_for_help = any(a in _HELP_FLAGS for a in sys.argv[1:])
-    try:
-        app.run(main)
-    except SystemExit as exit_:
-        if asked_for_help and exit_.code == 1:  # absl exits 1 after printing help; help is success
-            sys.exit(0)
-        raise
+    _entry.run_app(main, __name__)
 
 
 if __name__ == "__main__":

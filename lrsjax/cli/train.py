@@ -6,28 +6,16 @@ localized-noise and an isotropic-noise model); graphs train with the flip probab
 --train_theta_plus/--train_theta_minus.
 """
 
-import sys
-
-from absl import app, flags, logging
+from absl import flags
 
 from lrsjax import pipelines
-from lrsjax.cli import _flags
+from lrsjax.cli import _entry, _flags
 
 flags.adopt_module_key_flags(_flags)
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}. All settings are --flags.")
-    logging.set_verbosity(logging.WARNING)
-    try:
-        _run(_flags.job_from_flags())
-    except (ValueError, FileNotFoundError, RuntimeError) as error:
-        sys.exit(f"lrsjax-train: error: {error}")
-
-
-def _run(job):
-    if _flags.FLAGS.task == "segmentation":
+def _run(task, job):
+    if task == "segmentation":
         paths = pipelines.train_segmentation_models(job)
     else:
         paths = pipelines.train_graph_model(job)
@@ -35,14 +23,12 @@ def _run(job):
         print(path)
 
 
+main = _entry.job_main("lrsjax-train", _run)
+
+
 def run():
-    try:
-        app.run(main)
-    except SystemExit as exit_:
-        # absl exits with status 1 after --help; asking for help is not an error.
-        if exit_.code == 1 and any(a in ("--help", "-h", "--helpfull") for a in sys.argv[1:]):
-            sys.exit(0)
-        raise
+    """Console-script entry point (`lrsjax-train`)."""
+    _entry.run_app(main, __name__)
 
 
 if __name__ == "__main__":
