@@ -197,3 +197,29 @@ def test_zero_budget_needs_no_solve_and_bad_inputs_raise():
         collective.certify_collective(certs, [0.1], targets=np.ones(3, bool))
     with pytest.raises(ValueError, match="budgets"):
         collective.certify_collective(certs, [np.nan])
+
+
+@pytest.mark.parametrize("seed", [0, pytest.param(1, marks=pytest.mark.slow)])
+def test_auto_portfolio_on_many_groups_equals_brute_force(seed):
+    # More than AUTO_BNB_MAX_GROUPS groups: "auto" runs the branch and bound and SCIP side by
+    # side. Every group holds one or two rows so that brute force stays cheap.
+    rng = np.random.default_rng(seed)
+    groups, rows = 10, 11
+    weights = rng.uniform(0.05, 1.0, (1, groups, groups)) + 3.0 * np.eye(groups)[None]
+    group = np.concatenate([np.arange(groups), rng.integers(0, groups, rows - groups)])
+    eta = rng.uniform(0.3, 1.5, rows)
+    certs = make_base_certificates(np.zeros(rows), np.zeros(rows, bool), eta, group, weights, "l2")
+    problem = collective.from_base_certs(certs)
+    budgets = np.array([0.7, 0.8])  # every group is left in the MILP
+    auto = collective.solve(problem, budgets, mode="milp", milp_solver="auto")
+    for index, eps in enumerate(budgets):
+        totals = budget_totals("l2", [eps])[0]
+        exact = problem.num_outputs - _brute_force_attack(problem, totals)
+        assert auto.certified[index] == exact
+    assert set(auto.solver) <= {"GLOP", "BNB+GLOP", "BNB+SCIP", "none"}
+    assert "BNB+SCIP" in auto.solver
+    assert all(s in ("OPTIMAL", "NAIVE_ONLY", "MONOTONE_ZERO") for s in auto.status)
+    # Stopped almost at once: still a proven bound, never more than the exact count.
+    limited = collective.solve(problem, budgets, mode="milp", time_limit_s=1e-3)
+    assert np.all(limited.certified <= auto.certified)
+    assert np.all(limited.attack_bound >= auto.attack_found - 1e-6)

@@ -191,7 +191,14 @@ class _Search:
 
 
 def branch_and_bound(
-    levels, weights, totals, *, tol: float, incumbents=(), deadline: float | None = None
+    levels,
+    weights,
+    totals,
+    *,
+    tol: float,
+    incumbents=(),
+    deadline: float | None = None,
+    stop=None,
 ) -> MilpOutcome:
     """The exact largest attack over `levels` (already naive-filtered) for budget `totals`.
 
@@ -202,6 +209,8 @@ def branch_and_bound(
         attack).
       incumbents: spends `b [T, M]` to start from (e.g. attacks at smaller budgets).
       deadline: `time.perf_counter()` value at which to stop with the best proven bound.
+      stop: optional callable; when it returns True the search stops as at the deadline (e.g.
+        another solver running beside it has finished).
     """
     search = _Search(levels, weights, totals, tol)
     for b in incumbents:
@@ -215,6 +224,8 @@ def branch_and_bound(
             heap.append((-root[0], counter, root))
         while heap:
             if deadline is not None and time.perf_counter() > deadline:
+                break
+            if stop is not None and stop():
                 break
             _, _, node = heapq.heappop(heap)
             bound, lo, hi, power = node

@@ -17,7 +17,8 @@ from lrsjax.collective import _bnb, _levels, _relax, _scip
 
 MODES = ("lp", "hull", "milp")
 MILP_SOLVERS = ("auto", "bnb", "scip")
-# "auto" uses the custom branch and bound up to this many groups, SCIP above (see README/bench).
+# "auto" uses the custom branch and bound alone up to this many groups; above, the branch and
+# bound and SCIP run side by side (two threads) and the first to finish stops the other.
 AUTO_BNB_MAX_GROUPS = 8
 
 
@@ -203,7 +204,7 @@ class Engine:
         levels, weights, ones = scaled.levels, scaled.weights, scaled.ones
         solver = self.milp_solver
         if solver == "auto":
-            solver = "bnb" if len(reach) <= AUTO_BNB_MAX_GROUPS else "scip"
+            solver = "bnb" if len(reach) <= AUTO_BNB_MAX_GROUPS else "portfolio"
         if solver == "bnb":
             res = _bnb.branch_and_bound(
                 levels, weights, ones, tol=tol, incumbents=incumbents, deadline=deadline
@@ -215,8 +216,9 @@ class Engine:
             else:
                 status = "DUAL_BOUND" if res.failed else "TIME_LIMIT_BOUND"
             return done(naive, remaining, res.bound, res.attack, status, "milp", "BNB+GLOP")
-        # SCIP: the hull LP first (its bound is rigorous; with a good incumbent it may already
-        # prove optimality), then the generic MILP with the hull bound as a safety net.
+        # SCIP (alone, or beside the branch and bound for "auto"): the hull LP first (its bound
+        # is rigorous; with a good incumbent it may already prove optimality), then the generic
+        # MILP, with the hull bound as a safety net.
         hull = self._relaxation(scaled, reach, "hull", hull_key)
         found, best_b = 0, None
         for b in incumbents + ([hull.b] if hull.b is not None else []):
@@ -228,20 +230,41 @@ class Engine:
         if np.floor(hull.bound + tol) <= found:
             return done(naive, remaining, hull.bound, found, "OPTIMAL", "milp", "GLOP")
         left = None if deadline is None else max(deadline - time.perf_counter(), 1e-3)
-        res = _scip.solve_scip(levels, weights, ones, time_limit_s=left, hint_b=best_b)
-        if res.b is not None:  # SCIP's attack, re-counted as a genuine spend for later budgets
-            value, feasible = _levels.attack_of(levels, weights, ones, res.b)
+        run = _scip.ScipRun(levels, weights, ones, time_limit_s=left, hint_b=best_b).start()
+        bound, label, failed = hull.bound, "SCIP", False
+        if solver == "portfolio":
+            # Both solvers at once (OR-Tools releases the GIL while SCIP works): the first to
+            # finish stops the other; every bound either proves is valid, so the smaller counts.
+            seeds = incumbents + ([best_b] if best_b is not None else [])
+            res = _bnb.branch_and_bound(
+                levels, weights, ones, tol=tol, incumbents=seeds, deadline=deadline,
+                stop=run.done,
+            )  # fmt: skip
+            if not res.failed:
+                # Finished, or at the deadline (or SCIP is done): SCIP need not go on. After a
+                # failing node LP the branch and bound gives up early and SCIP keeps its time.
+                run.interrupt()
+            if res.b is not None:
+                self._remember(scaled, res.b)
+            found = max(found, res.attack)
+            bound, label, failed = min(bound, res.bound), "BNB+SCIP", res.failed
+        out = run.result()
+        if out.b is not None:  # SCIP's attack, re-counted as a genuine spend for later budgets
+            value, feasible = _levels.attack_of(levels, weights, ones, out.b)
             if value >= found:
                 self._remember(scaled, feasible)
-        if res.status in ("OPTIMAL", "FEASIBLE") and np.isfinite(res.bound):
+        if out.status in ("OPTIMAL", "FEASIBLE") and np.isfinite(out.bound):
             # The objective is a sum of integer counts: SCIP's 96.99999999999997 means 97.
-            objective = np.floor(res.objective + 1e-6) if np.isfinite(res.objective) else 0.0
+            objective = np.floor(out.objective + 1e-6) if np.isfinite(out.objective) else 0.0
             found = max(found, objective)
-            bound = max(res.bound, objective) if res.status == "OPTIMAL" else res.bound
-            bound = min(bound, hull.bound)
-            proven = res.status == "OPTIMAL" or np.floor(bound + tol) <= found
-            status = "OPTIMAL" if proven else "TIME_LIMIT_BOUND"
-            return done(naive, remaining, bound, found, status, "milp", "SCIP")
-        # SCIP gave no proven bound (e.g. stopped before its first LP, or failed): the hull LP's
-        # rigorous bound is still a certificate; say so.
-        return done(naive, remaining, hull.bound, found, "HULL_FALLBACK", "hull", "GLOP")
+            scip_bound = max(out.bound, objective) if out.status == "OPTIMAL" else out.bound
+            bound, failed = min(bound, scip_bound), False
+        elif label == "SCIP":
+            # SCIP gave no proven bound (e.g. stopped before its first LP, or failed): the hull
+            # LP's rigorous bound is still a certificate; say so.
+            return done(naive, remaining, hull.bound, found, "HULL_FALLBACK", "hull", "GLOP")
+        if np.floor(bound + tol) <= found:
+            status = "OPTIMAL"
+        else:
+            status = "DUAL_BOUND" if failed else "TIME_LIMIT_BOUND"
+        return done(naive, remaining, bound, found, status, "milp", label)

@@ -13,6 +13,7 @@ many groups, where SCIP's cutting planes close the gap faster than plain branchi
 
 from __future__ import annotations
 
+import threading
 from typing import NamedTuple
 
 import numpy as np
@@ -33,8 +34,8 @@ class ScipOutcome(NamedTuple):
     b: np.ndarray | None = None
 
 
-def solve_scip(levels, weights, totals, *, time_limit_s=None, hint_b=None) -> ScipOutcome:
-    """Solves the ordered MILP over `levels` (reachable levels, >= 1 group) with SCIP."""
+def _build(levels, weights, totals, hint_b):
+    """The ordered MILP over `levels` (reachable levels, >= 1 group) as a SCIP-ready model."""
     totals = np.asarray(totals, np.float64)
     t_count, _, m_count = weights.shape
     nb = t_count * m_count
@@ -81,20 +82,68 @@ def solve_scip(levels, weights, totals, *, time_limit_s=None, hint_b=None) -> Sc
             attacked = np.searchsorted(lv.eta, power[lv.group], side="right")
             for i in range(lv.eta.size):
                 model.add_hint(int(z[first[g] + i]), 1.0 if i < attacked else 0.0)
-    solver = mbh.ModelSolverHelper("scip")
-    if not solver.solver_is_supported():
-        raise RuntimeError("SCIP is not available in this OR-Tools build; use milp_solver='bnb'.")
-    solver.set_solver_specific_parameters("limits/gap = 0\nlimits/absgap = 0")
-    if time_limit_s is not None:
-        solver.set_time_limit_in_seconds(max(float(time_limit_s), 1e-3))
-    solver.solve(model)
-    status = solver.status()
-    has = solver.has_solution()
-    objective_value = float(solver.objective_value()) if has else float("nan")
-    b = np.asarray(solver.variable_values())[:nb].reshape(t_count, m_count) if has else None
-    if status in (_S.OPTIMAL, _S.FEASIBLE):
-        bound = float(solver.best_objective_bound())
-        if status == _S.OPTIMAL and not np.isfinite(bound):
-            bound = objective_value
-        return ScipOutcome(status.name, objective_value, bound, b)
-    return ScipOutcome(status.name, objective_value, float("nan"), b)
+    return model, nb, t_count, m_count
+
+
+class ScipRun:
+    """SCIP on the ordered MILP, in a background thread (OR-Tools releases the GIL while it
+    solves), so that the branch and bound can run beside it; `interrupt()` stops it early.
+
+    An interrupted run keeps SCIP's proven dual bound, never its incumbent as a bound.
+    """
+
+    def __init__(self, levels, weights, totals, *, time_limit_s=None, hint_b=None):
+        totals = np.asarray(totals, np.float64)
+        self._model, self._nb, self._t, self._m = _build(levels, weights, totals, hint_b)
+        self._solver = mbh.ModelSolverHelper("scip")
+        if not self._solver.solver_is_supported():
+            raise RuntimeError(
+                "SCIP is not available in this OR-Tools build; use milp_solver='bnb'."
+            )
+        self._solver.set_solver_specific_parameters("limits/gap = 0\nlimits/absgap = 0")
+        if time_limit_s is not None:
+            self._solver.set_time_limit_in_seconds(max(float(time_limit_s), 1e-3))
+        self._thread = threading.Thread(target=self._solver.solve, args=(self._model,),
+                                        daemon=True)  # fmt: skip
+        self.interrupted = False
+
+    def start(self) -> ScipRun:
+        self._thread.start()
+        return self
+
+    def done(self) -> bool:
+        return not self._thread.is_alive()
+
+    def interrupt(self) -> None:
+        """Stops SCIP and waits for it (repeats the request: one sent before SCIP has started
+        solving would be lost)."""
+        while not self.done():
+            self.interrupted = True
+            self._solver.interrupt_solve()
+            self._thread.join(0.05)
+
+    def result(self) -> ScipOutcome:
+        """Waits for SCIP and returns its outcome."""
+        self._thread.join()
+        solver = self._solver
+        status = solver.status()
+        has = solver.has_solution()
+        objective_value = float(solver.objective_value()) if has else float("nan")
+        b = None
+        if has:
+            b = np.asarray(solver.variable_values())[: self._nb].reshape(self._t, self._m)
+        if status in (_S.OPTIMAL, _S.FEASIBLE):
+            bound = float(solver.best_objective_bound())
+            if self.interrupted and status == _S.OPTIMAL:
+                status = _S.FEASIBLE  # stopped from outside: trust only the proven bound
+            if status == _S.OPTIMAL and not np.isfinite(bound):
+                bound = objective_value
+            return ScipOutcome(status.name, objective_value, bound, b)
+        return ScipOutcome(status.name, objective_value, float("nan"), b)
+
+
+def solve_scip(levels, weights, totals, *, time_limit_s=None, hint_b=None) -> ScipOutcome:
+    """Solves the ordered MILP over `levels` (reachable levels, >= 1 group) with SCIP."""
+    return (
+        ScipRun(levels, weights, totals, time_limit_s=time_limit_s, hint_b=hint_b).start().result()
+    )

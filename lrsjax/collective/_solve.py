@@ -71,7 +71,8 @@ class CollectiveResult(NamedTuple):
       mode_used: tuple of B str, the relaxation that produced each number: "lp", "hull",
         "milp" or "none".
       solver: tuple of B str: "GLOP", "BNB+GLOP" (lrsjax's branch and bound with GLOP node
-        LPs), "SCIP", or "none".
+        LPs), "SCIP", "BNB+SCIP" (both side by side; the smaller proven bound counts), or
+        "none".
       seconds: float64 [B], wall time per budget.
     """
 
@@ -137,7 +138,9 @@ def solve(
       time_limit_s: MILP time limit per budget (None: none). At the limit the count comes from
         the proven bound (status TIME_LIMIT_BOUND). Ignored by the relaxations.
       milp_solver: "bnb" (lrsjax's exact branch and bound), "scip" (generic ordered MILP), or
-        "auto" (bnb up to 8 groups with levels, SCIP above).
+        "auto" (bnb alone up to 8 groups with levels; above, bnb and SCIP in two threads, the
+        first to finish stops the other, and at a time limit the smaller proven bound counts:
+        SCIP proves small-bin problems sooner, bnb has the tighter bound on fine bins).
     Returns:
       `CollectiveResult` with one entry per budget, in the order given.
     """
