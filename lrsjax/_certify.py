@@ -19,6 +19,7 @@ import numpy as np
 from lrsjax import _checks, _keys, base_certs, stats
 from lrsjax._sparse import SparseBinary
 from lrsjax.base_certs import BaseCertificates
+from lrsjax.base_certs._sparse_smoothing import check_table_size
 from lrsjax.noise._smoothing import Smoothing, check_smoothing
 from lrsjax.sampling import _kernels
 
@@ -142,7 +143,11 @@ def certify(
       n0: selection samples per group (>= 1).
       n: estimation samples per group (>= 1).
       alpha: family-wise error probability in (0, 1).
-      batch_size: samples per model call.
+      batch_size: samples per model call (per device). Values above `max(n0, n)` are lowered to
+        it (one batch either way: the counts do not change). A batch whose estimated memory
+        (`sampling._kernels.check_batch_memory`) exceeds half of the available memory is refused
+        with a ValueError that gives the largest batch size that fits; it is never reduced
+        silently, since the counts of a key depend on the batch size.
       correction: "bonferroni" (default), "holm" (needs `tau`; Neyman-Pearson only) or
         "rank_levels" (Neyman-Pearson only; no proof, reproduction only).
       outputs: optional bool mask (output shape or [D]) or int array of flat output indices: the
@@ -206,6 +211,12 @@ def certify(
             )
         max_add = _checks.positive_int("max_flips[0]", tuple(max_flips)[0], minimum=0)
         max_del = _checks.positive_int("max_flips[1]", tuple(max_flips)[1], minimum=0)
+        check_table_size(
+            ("max_flips[0]", "max_flips[1]"),
+            max_add,
+            max_del,
+            bytes_per_cell=2 * smoothing.num_outputs,
+        )
 
     output_shape = smoothing.output_shape
     num_outputs = smoothing.num_outputs
@@ -218,7 +229,29 @@ def certify(
     if input_format == "sparse":
         addition_capacity = _checks.positive_int("addition_capacity", addition_capacity)
         example = _example_sparse(x, addition_capacity)
-    num_classes = _num_classes(apply_fn, params, example, output_shape)
+    num_classes = _kernels.check_logits(apply_fn, params, example, output_shape, None)
+    num_bins = _kernels.check_histogram_bins(num_bins)
+
+    # A batch larger than the samples asked for only costs memory. Lowering it changes no count:
+    # a single batch either way, and sample i of batch 0 is drawn from its own counter (with JAX's
+    # default jax_threefry_partitionable=True, random bits and key splits are indexed by position,
+    # not by the batch's size; tests/test_faults.py checks it). It is deterministic in any case.
+    batch_size = min(batch_size, max(n0, n))
+    modes = ("votes",) if certificate == "neyman_pearson" else ("votes", "histogram")
+    if input_format == "sparse":
+        input_size = int(x.rows.shape[0]) + int(addition_capacity)
+    else:
+        input_size = int(np.prod(x.shape))
+    _kernels.check_batch_memory(
+        batch_size,
+        sampler="gaussian" if gaussian else f"{input_format}_bernoulli",
+        modes=modes,
+        num_classes=num_classes,
+        num_bins=num_bins,
+        num_outputs=num_outputs,
+        input_size=input_size,
+        devices=tuple(jax.devices()) if devices is None else tuple(devices),
+    )
 
     flat_group = smoothing.group.reshape(-1)
     active = np.zeros(smoothing.num_groups, bool)
@@ -236,7 +269,9 @@ def certify(
         per_example=per_example,
     )
     key_select, key_estimate = jax.random.split(key)
-    votes_counter = _kernels.make_counter(apply_fn, smoothing, mode="votes", **common)
+    votes_counter = _kernels._make_counter(
+        apply_fn, smoothing, mode="votes", check_calls=False, **common
+    )
 
     # 1) selection: majority vote on n0 samples per group.
     selected = votes_counter(key_select, params, x, n0, active=active)
@@ -276,7 +311,9 @@ def certify(
             abstain = ~grid[:, 0, 0]
             method = "sparse_smoothing:" + method
     else:
-        hist_counter = _kernels.make_counter(apply_fn, smoothing, mode="histogram", **common)
+        hist_counter = _kernels._make_counter(
+            apply_fn, smoothing, mode="histogram", check_calls=False, **common
+        )
         estimated = hist_counter(
             key_estimate, params, x, n, target=prediction.reshape(output_shape), active=active
         )
@@ -387,27 +424,9 @@ def _check_input(x, smoothing: Smoothing, num_features):
                 "Pass F = x's columns.",
             )
         num_cols = _checks.positive_int("num_features", num_features)
-        rows = _checks.as_int_array("x.rows", x.rows, ndim=1)
-        cols = _checks.as_int_array("x.cols", x.cols, ndim=1)
-        valid = _checks.as_bool_array("x.valid", x.valid, ndim=1)
-        _checks.same_shape(("x.rows", "x.cols", "x.valid"), (rows, cols, valid))
-        if rows.size == 0:
-            _checks.fail("x", x, "must have capacity >= 1", "Pad it: from_scipy(m, capacity=1).")
-        r, c = rows[valid], cols[valid]
-        if r.size and (r.min() < 0 or r.max() >= num_rows or c.min() < 0 or c.max() >= num_cols):
-            _checks.fail(
-                "x",
-                f"entries up to ({r.max()}, {c.max()})",
-                f"must index a [{num_rows}, {num_cols}] matrix",
-                "",
-            )
-        if np.unique(r.astype(np.int64) * num_cols + c).size != r.size:
-            _checks.fail("x", "repeated entries", "must list every one only once", "")
+        dev = _kernels.check_sparse_input(x, num_rows, num_cols)
         if num_rows * num_cols >= np.iinfo(np.int32).max:
             _checks.fail("num_features", num_cols, "makes N * F too large for int32 indices", "")
-        dev = SparseBinary(
-            jnp.asarray(rows, jnp.int32), jnp.asarray(cols, jnp.int32), jnp.asarray(valid)
-        )
         return dev, "sparse", num_cols, None
     arr = _checks.as_float_array("x", x, ndim=2)
     if arr.shape[0] != num_rows:
@@ -427,28 +446,6 @@ def _example_sparse(x: SparseBinary, addition_capacity: int) -> SparseBinary:
         jax.ShapeDtypeStruct((capacity,), jnp.int32),
         jax.ShapeDtypeStruct((capacity,), jnp.bool_),
     )
-
-
-def _num_classes(apply_fn, params, example, output_shape) -> int:
-    """Checks the logits' shape with `jax.eval_shape` (traces, never compiles)."""
-    try:
-        out = jax.eval_shape(apply_fn, params, example)
-    except Exception as error:  # the user's model failed on a correctly shaped input
-        raise ValueError(
-            f"`apply_fn(params, x)` failed on one example input {example}: {error}. "
-            "apply_fn must take ONE example (it is vmapped over the batch)."
-        ) from error
-    shape = getattr(out, "shape", None)
-    if shape is None or len(shape) != len(output_shape) + 1 or tuple(shape[:-1]) != output_shape:
-        _checks.fail(
-            "apply_fn",
-            f"logits of shape {shape}",
-            f"must return logits [*{tuple(output_shape)}, num_classes] for one example",
-            "Return one row of class scores per output (pixel or node).",
-        )
-    if shape[-1] < 1:
-        _checks.fail("apply_fn", f"logits of shape {shape}", "must return >= 1 class", "")
-    return int(shape[-1])
 
 
 def _raise_on_overflow(result, addition_capacity) -> None:

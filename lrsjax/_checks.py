@@ -35,9 +35,17 @@ def _show(value) -> str:
 
 
 def as_float_array(name: str, value, *, ndim: int | None = None, finite: bool = True) -> np.ndarray:
-    """`value` as a float64 numpy array; checks rank and (by default) finiteness."""
+    """`value` as a float64 numpy array; checks rank and (by default) finiteness.
+
+    Complex input is refused (numpy would silently drop the imaginary part).
+    """
     try:
-        arr = np.asarray(value, dtype=np.float64)
+        raw = np.asarray(value)
+    except (TypeError, ValueError):
+        fail(name, value, "must be a real-valued array", "Pass numbers, not strings or objects.")
+    _reject_complex(name, raw)
+    try:
+        arr = np.asarray(raw, dtype=np.float64)
     except (TypeError, ValueError):
         fail(name, value, "must be a real-valued array", "Pass numbers, not strings or objects.")
     if ndim is not None and arr.ndim != ndim:
@@ -51,6 +59,7 @@ def as_float_array(name: str, value, *, ndim: int | None = None, finite: bool = 
 def as_int_array(name: str, value, *, ndim: int | None = None) -> np.ndarray:
     """`value` as an int64 numpy array; floats are accepted only if they are whole numbers."""
     arr = np.asarray(value)
+    _reject_complex(name, arr)
     if arr.dtype == bool:
         fail(name, arr, "must hold integers, not booleans", "Pass integer counts or indices.")
     if not np.issubdtype(arr.dtype, np.integer):
@@ -65,6 +74,17 @@ def as_int_array(name: str, value, *, ndim: int | None = None) -> np.ndarray:
     if ndim is not None and arr.ndim != ndim:
         fail(name, arr, f"must have {ndim} dimension(s)", f"Reshape it to rank {ndim}.")
     return arr
+
+
+def _reject_complex(name: str, arr: np.ndarray) -> None:
+    """Complex arrays would lose their imaginary part in a cast to a real dtype: refuse them."""
+    if arr.dtype.kind == "c":
+        fail(
+            name,
+            arr,
+            "must be real: complex values are not allowed (the imaginary part would be dropped)",
+            "Pass real values (e.g. `x.real`, if the imaginary part is meant to be 0).",
+        )
 
 
 def as_bool_array(name: str, value, *, ndim: int | None = None) -> np.ndarray:

@@ -100,31 +100,66 @@ def model(params, z):
     return jnp.stack([-s, s], axis=-1)
 smoothing = noise.localized_gaussian((3, 64, 64), (2, 2), 0.2, 0.5)
 cert = lrsjax.certify(jax.random.key(0), model, None, np.full((3, 64, 64), 0.5), smoothing,
-                      n0=8, n=16, alpha=0.1, batch_size=BATCH)
+                      n0=N0, n=NUM, alpha=0.1, batch_size=BATCH)
 assert cert.prediction.shape == (64 * 64,)
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: lrsjax.certify compiles and runs any batch_size: 10**7 samples of a 3x64x64 "
-    "image asks XLA for 2.9 TB and dies with jax.errors.JaxRuntimeError RESOURCE_EXHAUSTED "
-    "after compiling (10**5: 29 GB), instead of refusing up front with a ValueError naming "
-    "batch_size (or clamping batch_size to max(n0, n): 16 samples were asked for)",
-)
+def _certify_huge_batch(batch_size: int, n0: int = 8, n: int = 16) -> str:
+    body = _CERTIFY_HUGE_BATCH.replace("BATCH", str(batch_size))
+    return body.replace("N0", str(n0)).replace("NUM", str(n))
+
+
 @pytest.mark.parametrize("batch_size", [10**7, pytest.param(10**5, marks=pytest.mark.slow)])
 def test_certify_absurd_batch_size_is_refused_or_reduced(batch_size):
-    result = _run_limited(_CERTIFY_HUGE_BATCH.replace("BATCH", str(batch_size)))
+    result = _run_limited(_certify_huge_batch(batch_size))
     _assert_refused_or_completed(result, "batch_size")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: sparse_smoothing_worst_mass/sparse_smoothing_grid build (r_add + 1) x (r_del + 1) "
-    "float64 tables without a size check: r = 10**5 asks numpy for 80 GB and raises MemoryError "
-    "(smaller radii that fit in RAM but not comfortably can swap); a ValueError naming the radius "
-    "(or a closed form for large radii) is expected",
-)
+def test_certify_batch_beyond_memory_is_refused_with_the_value_to_set():
+    # 10**7 samples asked for: lowering the batch to the sample count does not help, so the batch
+    # must be refused before compiling, with the largest batch size that fits in the message.
+    result = _run_limited(_certify_huge_batch(10**7, n0=10**7, n=10**7), timeout=120)
+    out = result.stdout + result.stderr
+    assert result.returncode == 3, out
+    assert "`batch_size`" in out and "Set batch_size <=" in out, out
+
+
+def test_lowering_the_batch_to_the_sample_count_changes_no_count():
+    """certify lowers batch_size to max(n0, n); the kernel's counts must not depend on that."""
+    import jax
+    import jax.numpy as jnp
+
+    import lrsjax
+    from lrsjax import noise, sampling
+
+    def _threshold_model(params, z):
+        d = z[0] - params
+        return jnp.stack([jnp.zeros_like(d), d], axis=-1)
+
+    smoothing = noise.localized_gaussian((1, 6, 8), (2, 2), 0.2, 0.6)
+    x = np.full((1, 6, 8), 0.5, np.float32)
+    key = jax.random.key(7)
+    counts = [
+        np.asarray(
+            sampling.make_counter(
+                _threshold_model, smoothing, mode="votes", batch_size=batch, num_classes=2
+            )(key, 0.5, x, 12).counts
+        )
+        for batch in (12, 48)
+    ]
+    np.testing.assert_array_equal(counts[0], counts[1])
+    assert np.all(counts[0].sum(-1) == 12) and 0 < counts[0][..., 1].sum() < counts[0].sum()
+    certs = [
+        lrsjax.certify(
+            key, _threshold_model, 0.5, x, smoothing, n0=6, n=12, alpha=0.1, batch_size=batch
+        )
+        for batch in (12, 10**9)
+    ]
+    for field in ("select_votes", "counts", "p_lower", "radius"):
+        np.testing.assert_array_equal(getattr(certs[0], field), getattr(certs[1], field))
+
+
 def test_sparse_smoothing_huge_radius_is_refused():
     body = (
         "from lrsjax import base_certs\n"

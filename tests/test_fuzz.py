@@ -647,6 +647,13 @@ def test_certify_bernoulli_inputs():
         ),
         "max_flips",
     )
+    # a grid too large for memory is refused up front (before sampling), naming max_flips
+    expect_clear_error(
+        lambda: lrsjax.certify(
+            x=np.eye(3, 2), certificate="neyman_pearson", max_flips=(10**5, 10**5), **base
+        ),
+        "max_flips",
+    )
 
 
 @pytest.mark.parametrize("key", [0, None, "key", np.arange(3)], ids=["int", "None", "str", "arr"])
@@ -655,12 +662,6 @@ def test_certify_rejects_a_bad_key(key):
     expect_clear_error(lambda: lrsjax.certify(**kwargs), "key")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: _checks.as_float_array casts complex numpy arrays to float with only a "
-    "ComplexWarning (imaginary part silently dropped), so certify/stats/base_certs accept complex "
-    "arrays; reject dtype kind 'c' in as_float_array",
-)
 @pytest.mark.parametrize(
     "where", ["stats", "base_certs", pytest.param("certify", marks=pytest.mark.slow)]
 )
@@ -685,12 +686,6 @@ def test_complex_input_is_rejected(where):
         expect_clear_error(call, name)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: naive_certified only checks isinstance(BaseCertificates); hand-built certificates "
-    "with negative weights or infinite eta are certified against any budget (over-claim), and a "
-    "group id out of range raises a bare IndexError",
-)
 @pytest.mark.parametrize("field", ["weights", "eta", "group"])
 def test_naive_certified_revalidates_hand_built_certificates(field):
     certs = base_certs.gaussian([0, 1], [0.9, 0.95], [0, 0], [[0.5]])
@@ -741,13 +736,6 @@ MINOR_UNCLEAR_ERRORS = {
 }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (minor): unclear errors: numpy/scipy ValueErrors or TypeErrors that do not name "
-    "the argument (isotropic_radius, affinity_ranks, grid_cells, synthetic_segmentation), "
-    "isotropic_gaussian names `std_min` for a bad `sigma`, and "
-    "affinity_ranks accepts a NaN adjacency",
-)
 @pytest.mark.parametrize("case", sorted(MINOR_UNCLEAR_ERRORS))
 def test_minor_unclear_errors(case):
     name, call = MINOR_UNCLEAR_ERRORS[case]
@@ -811,13 +799,6 @@ COUNTER_UNCHECKED = {
 }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (minor, lower-level API): the counter of sampling.make_counter does not validate "
-    "`x` (wrong shape: a JAX broadcasting error; NaN: silent counts), `key` (TypeError from jax) "
-    "or `num_classes` against the model's logits (a class the model lacks silently gets 0 votes); "
-    "lrsjax.certify checks all of these itself",
-)
 @pytest.mark.slow  # every case compiles a kernel
 @pytest.mark.parametrize("case", sorted(COUNTER_UNCHECKED))
 def test_counter_validates_its_call(case):
@@ -942,11 +923,6 @@ def test_npz_graph_loader_never_unpickles_and_fails_clearly(tmp_path_factory, ho
     assert not marker.exists(), "the loader unpickled an object from the npz file"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: load_npz_graph accepts NaN/inf entries in the adjacency/attribute data; with "
-    "binarize=True (the default) they silently become edges/ones",
-)
 @pytest.mark.parametrize("value", [NAN, INF])
 def test_npz_graph_loader_rejects_non_finite_entries(tmp_path, value):
     arrays = _corrupt_npz(_graph_arrays(np.random.default_rng(0)), "csr data nan", tmp_path / "m")
@@ -1007,11 +983,6 @@ def test_voc_loader_broken_folders(tmp_path):
     expect_clear_error(lambda: data.load_pascal_voc(tmp_path / "empty_list"), "empty")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a corrupt (non-image) JPEG in the VOC folder raises PIL.UnidentifiedImageError "
-    "(an OSError from deep inside PIL) instead of a ValueError naming the file and the fix",
-)
 def test_voc_loader_corrupt_image(tmp_path):
     _voc_folder(tmp_path, image_bytes=b"this is not a jpeg")
     expect_clear_error(lambda: data.load_pascal_voc(tmp_path), "b.jpg")
@@ -1053,11 +1024,6 @@ def test_segmentation_checkpoint_loader(tmp_path, content, metadata):
         raise AssertionError("a broken checkpoint was loaded")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: load_segmentation_model parses the metadata JSON unguarded: invalid JSON raises "
-    "a JSONDecodeError that does not name the file, a JSON list raises AttributeError",
-)
 @pytest.mark.parametrize("metadata", ["garbage", "not a dict"])
 def test_segmentation_checkpoint_bad_metadata(tmp_path, metadata):
     path = _checkpoint_case(tmp_path, "garbage", metadata)
@@ -1331,11 +1297,6 @@ def test_segmentation_job_holm_threshold_is_checked_up_front(tau):
     expect_clear_error(_segmentation_job(correction="holm", tau=tau).validated, "tau")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: SegmentationJob.validated() does not check the grid against the image size: "
-    "--grid=9x9 --image_size=8 passes validation and fails only in certify_image, after training",
-)
 def test_segmentation_job_grid_larger_than_image_is_refused_up_front():
     job = _segmentation_job(grid=(9, 9), image_size=8)
     expect_clear_error(job.validated, "grid")

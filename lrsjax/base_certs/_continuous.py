@@ -60,6 +60,15 @@ def isotropic_radius(p_lower, sigma) -> np.ndarray:
     sigma = _checks.as_float_array("sigma", sigma)
     if np.any(sigma <= 0):
         _checks.fail("sigma", sigma, "must be > 0", "Pass the noise standard deviation.")
+    try:
+        np.broadcast_shapes(p_lower.shape, sigma.shape)
+    except ValueError:
+        _checks.fail(
+            "sigma",
+            sigma,
+            f"must be a scalar or broadcastable to p_lower's shape {p_lower.shape}",
+            "Pass one sigma, or one per entry of p_lower.",
+        )
     abstain = p_lower <= 0.5
     radius = sigma * special.ndtri(np.where(abstain, 0.75, p_lower))
     return np.where(abstain, 0.0, radius)[()]

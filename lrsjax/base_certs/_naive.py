@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from lrsjax import _checks
-from lrsjax.base_certs._types import BaseCertificates, budget_totals
+from lrsjax.base_certs._types import BaseCertificates, budget_totals, make_base_certificates
 
 
 def naive_certified(base_certs: BaseCertificates, budgets) -> np.ndarray:
@@ -17,7 +17,9 @@ def naive_certified(base_certs: BaseCertificates, budgets) -> np.ndarray:
         sum_t total[t] * max_j W[t, k, j]  <  eta[n].
 
     Guarantee: inherits that of the base certificates (every perturbation within the budget has
-    `sum_{t,j} W[t,k,j] b[t,j] <= sum_t total[t] max_j W[t,k,j]`).
+    `sum_{t,j} W[t,k,j] b[t,j] <= sum_t total[t] max_j W[t,k,j]`). The fields are validated again
+    as `make_base_certificates` does (weights >= 0, finite eta > 0 where not abstained, group ids
+    in range), so a hand-built or edited tuple cannot over-claim.
 
     Args:
       base_certs: BaseCertificates (D outputs, weights [T, K, M]).
@@ -33,6 +35,16 @@ def naive_certified(base_certs: BaseCertificates, budgets) -> np.ndarray:
             "must be a BaseCertificates",
             "Build it with make_base_certificates or a certificate such as gaussian(...).",
         )
+    # Re-validate every field: a hand-built (or `_replace`d) tuple with negative weights, a
+    # non-finite eta or group ids out of range would otherwise over-claim or crash below.
+    base_certs = make_base_certificates(
+        base_certs.prediction,
+        base_certs.abstain,
+        base_certs.eta,
+        base_certs.group,
+        base_certs.weights,
+        base_certs.norm,
+    )
     totals = budget_totals(base_certs.norm, budgets)  # [B, T]
     worst_weight = base_certs.weights.max(axis=2, initial=0.0)  # [T, K]
     cost = worst_weight[:, base_certs.group].T @ totals.T  # [D, B]

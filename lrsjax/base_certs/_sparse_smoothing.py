@@ -29,9 +29,14 @@ from typing import NamedTuple
 import numpy as np
 from scipy import special
 
-from lrsjax import _checks
+from lrsjax import _checks, _memory
 
 _EPS = np.finfo(np.float64).eps
+# Largest likelihood-ratio table, (r_add + 1) * (r_del + 1) regions (radii up to 4095 x 4095):
+# far beyond any certified radius of practical flip probabilities, and about 1.5 GiB of tables.
+MAX_REGIONS = 2**24
+# float64/int64 arrays of one entry per region alive at once while a table is built and sorted.
+_BYTES_PER_REGION = 96
 
 
 class _Regions(NamedTuple):
@@ -61,7 +66,9 @@ def sparse_smoothing_worst_mass(p_lower, theta_plus, theta_minus, r_add, r_del) 
     Args:
       p_lower: float in [0, 1), any shape: lower bounds on the clean top-class probability.
       theta_plus, theta_minus: float in (0, 1): flip probabilities 0 -> 1 and 1 -> 0.
-      r_add, r_del: int >= 0: numbers of added and deleted bits.
+      r_add, r_del: int >= 0: numbers of added and deleted bits, with
+        `(r_add + 1) * (r_del + 1) <= 2**24` (the size of the likelihood-ratio table; larger
+        radii are refused with a ValueError, as are tables that do not fit in memory).
     Returns:
       float64 worst-case masses in [0, 1], shape of `p_lower`.
     """
@@ -69,6 +76,7 @@ def sparse_smoothing_worst_mass(p_lower, theta_plus, theta_minus, r_add, r_del) 
     tp, tm = _flip_probabilities(theta_plus, theta_minus)
     r_add = _checks.positive_int("r_add", r_add, minimum=0)
     r_del = _checks.positive_int("r_del", r_del, minimum=0)
+    check_table_size(("r_add", "r_del"), r_add, r_del)
     return _worst_mass(p, _regions(tp, tm, r_add, r_del))[()]
 
 
@@ -86,7 +94,9 @@ def sparse_smoothing_grid(p_lower, theta_plus, theta_minus, max_add, max_del) ->
       p_lower: float in [0, 1), any shape: lower bounds on the top-class probability (outputs with
         p_lower <= 1/2 are never certified).
       theta_plus, theta_minus: float in (0, 1): flip probabilities 0 -> 1 and 1 -> 0.
-      max_add, max_del: int >= 0: the largest radii of the grid.
+      max_add, max_del: int >= 0: the largest radii of the grid, with
+        `(max_add + 1) * (max_del + 1) <= 2**24` (refused with a ValueError otherwise, or when
+        the tables and the grid do not fit in memory).
     Returns:
       bool [..., max_add + 1, max_del + 1], leading shape of `p_lower`.
     """
@@ -94,6 +104,7 @@ def sparse_smoothing_grid(p_lower, theta_plus, theta_minus, max_add, max_del) ->
     tp, tm = _flip_probabilities(theta_plus, theta_minus)
     max_add = _checks.positive_int("max_add", max_add, minimum=0)
     max_del = _checks.positive_int("max_del", max_del, minimum=0)
+    check_table_size(("max_add", "max_del"), max_add, max_del, bytes_per_cell=2 * max(p.size, 1))
     distinct, inverse = np.unique(p.ravel(), return_inverse=True)
     certified = np.zeros((max_add + 1, max_del + 1, distinct.size), dtype=bool)
     for r_a in range(max_add + 1):
@@ -111,6 +122,36 @@ def sparse_smoothing_grid(p_lower, theta_plus, theta_minus, max_add, max_del) ->
             certified[r_a, r_d, alive] = _worst_mass(q, regions) - tolerance > 0.5
     out = np.moveaxis(certified[:, :, inverse], 2, 0)
     return out.reshape(p.shape + (max_add + 1, max_del + 1))
+
+
+def check_table_size(names: tuple, r_add: int, r_del: int, bytes_per_cell: int = 0) -> None:
+    """Refuses radii whose likelihood-ratio table cannot be built (ValueError, before allocating).
+
+    The table of (r_add, r_del) has `(r_add + 1) * (r_del + 1)` regions; it must hold at most
+    `MAX_REGIONS`, and its float64 arrays (plus `bytes_per_cell` per cell of a result grid) must
+    fit in half of the available host memory. The error names the larger radius (`names` are the
+    caller's argument names for r_add and r_del) and says what to pass instead.
+    """
+    regions = (r_add + 1) * (r_del + 1)
+    name, value = (names[0], r_add) if r_add >= r_del else (names[1], r_del)
+    pair = f"(`{names[0]}` = {r_add}, `{names[1]}` = {r_del})"
+    fix = (
+        f"Pass smaller radii: ({names[0]} + 1) * ({names[1]} + 1) <= 2**24, e.g. both <= 4095. "
+        "Sparse smoothing certifies far fewer flips for any practical flip probabilities, so "
+        "larger radii only cost memory."
+    )
+    if regions > MAX_REGIONS:
+        _checks.fail(
+            name,
+            value,
+            f"is too large: {pair} need a table of {regions} likelihood-ratio regions (about "
+            f"{_memory.format_bytes(regions * _BYTES_PER_REGION)} of float64 arrays), more than "
+            f"the limit 2**24 = {MAX_REGIONS}",
+            fix,
+        )
+    need = regions * (_BYTES_PER_REGION + bytes_per_cell)
+    what = f"float64 tables of {regions} likelihood-ratio regions for {pair}"
+    _memory.check_fits(name, value, need, _memory.host_available(), what, fix)
 
 
 def _regions(tp: float, tm: float, r_add: int, r_del: int) -> _Regions:

@@ -109,7 +109,8 @@ def load_npz_graph(
       a `Graph`.
     Raises:
       FileNotFoundError: `path` does not exist. ValueError: not an npz archive, required keys
-      missing or unreadable, or inconsistent shapes (each error names the key).
+      missing or unreadable, NaN/inf matrix entries, or inconsistent shapes (each error names
+      the key).
     """
     path = pathlib.Path(os.fspath(path))
     if not path.is_file():
@@ -263,6 +264,7 @@ class _Reader:
                     f"Field `{name}` of {str(self._path)!r} must be a 2-d numeric array; got "
                     f"shape {dense.shape} and dtype {dense.dtype}. Save a matrix."
                 )
+            _check_finite(f"`{name}` in {str(self._path)!r}", "the matrix", dense)
             return sp.csr_matrix(dense)
         raise ValueError(
             f"{str(self._path)!r} is missing the required matrix `{name}`: expected the keys "
@@ -341,9 +343,20 @@ def _csr_from_parts(path, name, data, indices, indptr, shape) -> sp.csr_matrix:
         )
     if data.dtype.kind not in "biuf":
         raise ValueError(f"{where}: `data` must be numeric; got dtype {data.dtype}.")
+    _check_finite(where, "`data`", data)
     matrix = sp.csr_matrix((data, indices, indptr), shape=(rows, cols))
     matrix.sum_duplicates()
     return matrix
+
+
+def _check_finite(where: str, what: str, values: np.ndarray) -> None:
+    """NaN or inf entries would silently become edges or ones when binarized: refuse them."""
+    if values.dtype.kind == "f" and not np.all(np.isfinite(values)):
+        bad = values[~np.isfinite(values)]
+        raise ValueError(
+            f"{where}: {what} must be finite; found {bad.size} NaN/inf entries (e.g. {bad[0]}). "
+            "Repair the file: store 0/1 (or finite weights) for every entry."
+        )
 
 
 def _check_names(path, key, names, expected):

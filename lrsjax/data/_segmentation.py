@@ -9,6 +9,7 @@ model learns them well but not perfectly.
 
 from __future__ import annotations
 
+import numbers
 from typing import NamedTuple
 
 import jax
@@ -208,8 +209,12 @@ def synthetic_segmentation(
     if num_classes > 64:
         _checks.fail("num_classes", num_classes, "must be <= 64", "Use at most 64 classes.")
     _checks.one_of("split", split, SPLITS)
+    try:
+        num_shapes = tuple(num_shapes)
+    except TypeError:
+        _checks.fail("num_shapes", num_shapes, "must be a pair (min, max)", "Pass e.g. (4, 8).")
     if (
-        len(tuple(num_shapes)) != 2
+        len(num_shapes) != 2
         or any(isinstance(v, bool) or not isinstance(v, int | np.integer) for v in num_shapes)
         or not 0 <= num_shapes[0] <= num_shapes[1]
     ):
@@ -220,7 +225,11 @@ def synthetic_segmentation(
         ("texture_amplitude", texture_amplitude),
         ("pixel_noise", pixel_noise),
     ):
-        if not (np.isfinite(value) and 0 <= value <= 1):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, numbers.Real)
+            or not (np.isfinite(value) and 0 <= value <= 1)
+        ):
             _checks.fail(name, value, "must lie in [0, 1]", "Pass a small std such as 0.1.")
 
     style = _class_styles(num_classes)

@@ -109,24 +109,57 @@ def scaled_size(height: int, width: int, scale: float) -> tuple[int, int]:
     )
 
 
-def read_image(path: pathlib.Path, scale: float) -> np.ndarray:
-    """An RGB image as float32 [3, h, w] in [0, 1], resized bilinearly by `scale`."""
+def _unreadable(path: pathlib.Path, what: str, err: Exception) -> ValueError:
+    return ValueError(
+        f"{what} {str(path)!r} cannot be decoded ({type(err).__name__}: {err}); it is corrupt, "
+        "truncated or not an image. Replace it with the data set's original file (re-extract "
+        "the archive), or remove its id from the split list."
+    )
+
+
+def _decode_errors() -> tuple:
+    """What PIL raises on corrupt, truncated or foreign files (beyond FileNotFoundError)."""
     from PIL import Image
 
-    with Image.open(path) as img:
-        img = img.convert("RGB")
-        h, w = scaled_size(img.height, img.width, scale)
-        if (h, w) != (img.height, img.width):
-            img = img.resize((w, h), Image.Resampling.BILINEAR)
-        return (np.asarray(img, np.float32) / 255.0).transpose(2, 0, 1)
+    return (Image.UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError)
+
+
+def read_image(path: pathlib.Path, scale: float) -> np.ndarray:
+    """An RGB image as float32 [3, h, w] in [0, 1], resized bilinearly by `scale`.
+
+    Raises ValueError naming the file if it cannot be decoded (FileNotFoundError if missing).
+    """
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            img = img.convert("RGB")
+            h, w = scaled_size(img.height, img.width, scale)
+            if (h, w) != (img.height, img.width):
+                img = img.resize((w, h), Image.Resampling.BILINEAR)
+            return (np.asarray(img, np.float32) / 255.0).transpose(2, 0, 1)
+    except FileNotFoundError:
+        raise
+    except _decode_errors() as err:
+        raise _unreadable(path, "Image file", err) from err
 
 
 def read_label(path: pathlib.Path, scale: float, colormap: np.ndarray | None = None) -> np.ndarray:
     """A label map as int32 [h, w], resized with nearest neighbour by `scale`.
 
     Palette ("P") and greyscale ("L", "I", "I;16") PNGs hold label indices; RGB PNGs are mapped
-    back through `colormap` [256, 3] if given (unknown colours -> 255).
+    back through `colormap` [256, 3] if given (unknown colours -> 255). Raises ValueError naming
+    the file if it cannot be decoded (FileNotFoundError if missing).
     """
+    try:
+        return _read_label(path, scale, colormap)
+    except FileNotFoundError:
+        raise
+    except _decode_errors() as err:
+        raise _unreadable(path, "Label file", err) from err
+
+
+def _read_label(path: pathlib.Path, scale: float, colormap: np.ndarray | None) -> np.ndarray:
     from PIL import Image
 
     with Image.open(path) as img:

@@ -42,7 +42,14 @@ def cluster_edge_counts(adjacency, cluster_ids) -> np.ndarray:
 
     ids = _cluster_ids(cluster_ids)
     num_nodes = ids.shape[0]
-    adj = sp.csr_matrix(adjacency) if not sp.issparse(adjacency) else adjacency.tocsr()
+    if sp.issparse(adjacency):
+        if adjacency.ndim != 2:
+            _checks.fail("adjacency", adjacency, "must be a matrix [N, N]", "")
+        adj = adjacency.tocsr()
+        _checks.as_float_array("adjacency", adj.data)  # real, finite entries
+    else:
+        dense = _checks.as_float_array("adjacency", adjacency, ndim=2)
+        adj = sp.csr_matrix(dense)
     if adj.shape != (num_nodes, num_nodes):
         _checks.fail(
             "adjacency",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from typing import NamedTuple
 
 import numpy as np
@@ -46,7 +47,14 @@ def grid_cells(image_shape, grid_shape) -> GridCells:
     Returns:
       A `GridCells` with the row/column edges and the cell id of every pixel.
     """
-    image_shape = tuple(image_shape) if not isinstance(image_shape, int) else (image_shape,)
+    if isinstance(image_shape, numbers.Integral):
+        image_shape = (image_shape,)
+    try:
+        image_shape = tuple(image_shape)
+    except TypeError:
+        _checks.fail(
+            "image_shape", image_shape, "must be (H, W) or (C, H, W)", "Pass e.g. (3, 64, 64)."
+        )
     if len(image_shape) == 3:
         image_shape = image_shape[1:]
     height, width = _shape2("image_shape", image_shape, "(H, W) or a triple (C, H, W)")

@@ -101,6 +101,7 @@ def localized_gaussian(
 
 def isotropic_gaussian(image_shape, sigma) -> Smoothing:
     """Isotropic Gaussian smoothing with standard deviation `sigma` (a 1x1 grid)."""
+    sigma = _grid._positive_std("sigma", sigma)
     return localized_gaussian(image_shape, (1, 1), sigma, sigma)
 
 

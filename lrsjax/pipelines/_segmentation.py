@@ -109,6 +109,21 @@ class SegmentationJob:
             _checks.fail("grid", self.grid, "must be two integers (rows, columns)", "E.g. 3x5.")
         for value in grid:
             _checks.positive_int("grid", value)
+        if self.dataset == "synthetic":
+            if not 8 <= self.image_size <= 1024:
+                _checks.fail(
+                    "image_size", self.image_size, "must lie in [8, 1024] for synthetic data",
+                    "E.g. --image_size=64.",
+                )  # fmt: skip
+            if max(grid) > self.image_size:
+                _checks.fail(
+                    "grid",
+                    f"{grid[0]}x{grid[1]}",
+                    f"must not exceed --image_size={self.image_size} in rows or columns (every "
+                    "grid cell needs at least one pixel)",
+                    f"Pass --grid with at most {self.image_size} rows and columns, or a larger "
+                    "--image_size.",
+                )
         for name in ("std_min", "std_max", "sigma", "learning_rate", "scale"):
             value = getattr(self, name)
             if not (np.isfinite(value) and value > 0):

@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from lrsjax import _checks, _keys
+from lrsjax import _checks, _keys, _memory
 from lrsjax._sparse import SparseBinary
 from lrsjax.noise import _samplers
 from lrsjax.noise._smoothing import Smoothing, check_smoothing
@@ -278,6 +278,11 @@ def make_counter(
 ) -> Callable:
     """A compiled sampling-and-counting kernel for every group of a `Smoothing`.
 
+    The returned counter validates every call on the host before the jitted kernel runs: the key,
+    `x` (shape, dtype, finiteness, binary entries, sparse indices in range), the model's logits
+    shape against `num_classes` (with `jax.eval_shape`, once per input and parameter structure),
+    and that a batch of `batch_size` samples fits in memory (`check_batch_memory`).
+
     Args:
       apply_fn: `apply_fn(params, x) -> logits` for one example (module docstring).
       smoothing: an `lrsjax.noise.Smoothing`.
@@ -303,15 +308,45 @@ def make_counter(
       sample (inactive groups are skipped and their outputs stay 0). The same compiled code is
       reused for any key, params, input, `num_samples`, `target` and `active` of the same shapes.
     """
+    return _make_counter(
+        apply_fn,
+        smoothing,
+        mode=mode,
+        batch_size=batch_size,
+        num_classes=num_classes,
+        num_bins=num_bins,
+        input_format=input_format,
+        num_cols=num_cols,
+        addition_capacity=addition_capacity,
+        devices=devices,
+        per_example=per_example,
+        check_calls=True,
+    )
+
+
+def _make_counter(
+    apply_fn: Callable,
+    smoothing: Smoothing,
+    *,
+    mode: str,
+    batch_size: int,
+    num_classes: int,
+    num_bins: int,
+    input_format: str,
+    num_cols: int | None,
+    addition_capacity: int | None,
+    devices,
+    per_example: bool,
+    check_calls: bool,
+) -> Callable:
+    """`make_counter`; with `check_calls=False` the counter trusts its caller (`lrsjax.certify`,
+    which has validated the key, `x`, the logits and the batch memory itself) to have checked `x`,
+    the model and the memory, and skips those checks (the cheap argument checks always run)."""
     smoothing = check_smoothing(smoothing)
     _checks.one_of("mode", mode, MODES)
     batch_size = _checks.positive_int("batch_size", batch_size)
     num_classes = _checks.positive_int("num_classes", num_classes)
-    num_bins = _checks.positive_int("num_bins", num_bins)
-    if num_bins & (num_bins - 1) or num_bins > 2**20:
-        _checks.fail(
-            "num_bins", num_bins, "must be a power of two <= 2**20", "Pass e.g. 1024 or 4096."
-        )
+    num_bins = check_histogram_bins(num_bins)
     devices = tuple(jax.devices()) if devices is None else tuple(devices)
     if not devices:
         _checks.fail("devices", devices, "must not be empty", "Pass None to use jax.devices().")
@@ -346,9 +381,29 @@ def make_counter(
     arrays = jax.tree.map(jnp.asarray, _device_arrays(smoothing, sampler))
     output_shape = smoothing.output_shape
     num_groups = smoothing.num_groups
+    region_shape = tuple(smoothing.region.shape)
+    checked_models = set()  # (x structure, params structure) whose logits shape was checked
 
     def count(key, params, x, num_samples, target=None, active=None) -> Counts:
         key = _keys.check_key("key", key)
+        if check_calls:
+            x = check_input(x, sampler, region_shape, num_cols)
+            size = x.capacity + capacity if sampler == "sparse_bernoulli" else int(np.prod(x.shape))
+            check_batch_memory(
+                batch_size,
+                sampler=sampler,
+                modes=(mode,),
+                num_classes=num_classes,
+                num_bins=num_bins,
+                num_outputs=int(np.prod(output_shape)),
+                input_size=size,
+                devices=devices,
+            )
+            signature = (_structure(x), _structure(params))
+            if signature not in checked_models:
+                example = _example_input(x, sampler, capacity)
+                check_logits(apply_fn, params, example, output_shape, num_classes)
+                checked_models.add(signature)
         num_samples = _checks.positive_int("num_samples", num_samples)
         if num_samples >= 2**31 - batch_size:
             _checks.fail("num_samples", num_samples, "must be < 2**31 - batch_size", "")
@@ -376,6 +431,193 @@ def make_counter(
         )
 
     return count
+
+
+def check_histogram_bins(num_bins) -> int:
+    """`num_bins` as an int: a power of two <= 2**20 (so that binning is exact in float32)."""
+    num_bins = _checks.positive_int("num_bins", num_bins)
+    if num_bins & (num_bins - 1) or num_bins > 2**20:
+        _checks.fail(
+            "num_bins", num_bins, "must be a power of two <= 2**20", "Pass e.g. 1024 or 4096."
+        )
+    return num_bins
+
+
+def _structure(tree) -> tuple:
+    """Hashable (tree structure, leaf shapes and dtypes) of a pytree."""
+    leaves, treedef = jax.tree.flatten(tree)
+    return treedef, tuple(
+        (getattr(leaf, "shape", None), str(getattr(leaf, "dtype", type(leaf).__name__)))
+        for leaf in leaves
+    )
+
+
+def check_input(x, sampler: str, region_shape: tuple, num_cols: int):
+    """Validates one clean input on the host; returns it as the kernel's device input.
+
+    Gaussian: a finite float image `[C, H, W]` with `(H, W) = region_shape`. Dense Bernoulli: a 0/1
+    matrix `[N, num_cols]` with `N = region_shape[0]`. Sparse Bernoulli: a `SparseBinary` of
+    capacity >= 1 whose valid entries index an `[N, num_cols]` matrix, each at most once.
+    """
+    if sampler == "sparse_bernoulli":
+        return check_sparse_input(x, int(region_shape[0]), num_cols)
+    if isinstance(x, SparseBinary):
+        _checks.fail("x", "a SparseBinary", "must be a dense array for this smoothing", "")
+    if sampler == "gaussian":
+        arr = _checks.as_float_array("x", x)
+        if arr.ndim != 3 or arr.shape[1:] != region_shape:
+            _checks.fail(
+                "x",
+                arr,
+                f"must be an image [C, H, W] with (H, W) = {region_shape} (the smoothing's image "
+                "size)",
+                "Build the smoothing for this image size.",
+            )
+        return jnp.asarray(arr, jnp.float32)
+    arr = _checks.as_float_array("x", x, ndim=2)
+    if arr.shape != (region_shape[0], num_cols):
+        _checks.fail("x", arr, f"must have shape [N, F] = {(region_shape[0], num_cols)}", "")
+    if np.any((arr != 0) & (arr != 1)):
+        _checks.fail("x", arr, "must be binary (0/1)", "Binarize the attributes.")
+    return jnp.asarray(arr, jnp.float32)
+
+
+def check_sparse_input(x, num_rows: int, num_cols: int) -> SparseBinary:
+    """Validates a clean sparse input `[num_rows, num_cols]`; returns it with int32/bool arrays."""
+    if not isinstance(x, SparseBinary):
+        _checks.fail("x", x, "must be a SparseBinary for the sparse sampler", "")
+    rows = _checks.as_int_array("x.rows", x.rows, ndim=1)
+    cols = _checks.as_int_array("x.cols", x.cols, ndim=1)
+    valid = _checks.as_bool_array("x.valid", x.valid, ndim=1)
+    _checks.same_shape(("x.rows", "x.cols", "x.valid"), (rows, cols, valid))
+    if rows.size == 0:
+        _checks.fail("x", x, "must have capacity >= 1", "Pad it: from_scipy(m, capacity=1).")
+    r, c = rows[valid], cols[valid]
+    if r.size and (r.min() < 0 or r.max() >= num_rows or c.min() < 0 or c.max() >= num_cols):
+        _checks.fail(
+            "x",
+            f"entries up to ({r.max()}, {c.max()})",
+            f"must index a [{num_rows}, {num_cols}] matrix",
+            "",
+        )
+    if np.unique(r.astype(np.int64) * num_cols + c).size != r.size:
+        _checks.fail("x", "repeated entries", "must list every one only once", "")
+    return SparseBinary(
+        jnp.asarray(rows, jnp.int32), jnp.asarray(cols, jnp.int32), jnp.asarray(valid, bool)
+    )
+
+
+def _example_input(x, sampler: str, addition_capacity: int):
+    """The abstract input the model receives (noisy sparse samples carry the addition slots)."""
+    if sampler == "sparse_bernoulli":
+        capacity = x.capacity + int(addition_capacity)
+        return SparseBinary(
+            jax.ShapeDtypeStruct((capacity,), jnp.int32),
+            jax.ShapeDtypeStruct((capacity,), jnp.int32),
+            jax.ShapeDtypeStruct((capacity,), jnp.bool_),
+        )
+    return jax.ShapeDtypeStruct(tuple(x.shape), jnp.float32)
+
+
+def check_logits(apply_fn, params, example, output_shape: tuple, num_classes: int | None) -> int:
+    """Checks the model's logits `[*output_shape, C]` with `jax.eval_shape` (traces, never
+    compiles); with `num_classes` given, also `C == num_classes`. Returns C."""
+    try:
+        out = jax.eval_shape(apply_fn, params, example)
+    except Exception as error:  # the user's model failed on a correctly shaped input
+        raise ValueError(
+            f"`apply_fn(params, x)` failed on one example input {example}: {error}. "
+            "apply_fn must take ONE example (it is vmapped over the batch)."
+        ) from error
+    shape = getattr(out, "shape", None)
+    output_shape = tuple(output_shape)
+    if shape is None or len(shape) != len(output_shape) + 1 or tuple(shape[:-1]) != output_shape:
+        _checks.fail(
+            "apply_fn",
+            f"logits of shape {shape}",
+            f"must return logits [*{output_shape}, num_classes] for one example",
+            "Return one row of class scores per output (pixel or node).",
+        )
+    if shape[-1] < 1:
+        _checks.fail("apply_fn", f"logits of shape {shape}", "must return >= 1 class", "")
+    if num_classes is not None and shape[-1] != num_classes:
+        _checks.fail(
+            "num_classes",
+            num_classes,
+            f"must equal the number of logits the model returns per output ({shape[-1]})",
+            f"Pass num_classes={shape[-1]}.",
+        )
+    return int(shape[-1])
+
+
+def bytes_per_sample(
+    sampler: str, mode: str, num_classes: int, num_outputs: int, input_size: int
+) -> int:
+    """Estimated device bytes that one sample of a batch holds at once (a lower estimate).
+
+    Counts the noise and the noisy input (`input_size` elements of a dense input, or slots of a
+    noisy sparse sample), the logits `[num_outputs, num_classes]` (float32) and the per-output
+    temporaries of counting. The model's own activations are NOT counted (unknown before
+    compiling): they come on top, which is why `check_batch_memory` keeps a safety margin.
+    """
+    if sampler == "gaussian":
+        inputs = 8 * input_size  # the shared standard-normal draw and one group's noisy input
+    elif sampler == "dense_bernoulli":
+        inputs = 9 * input_size  # 32-bit uniform words, the noisy input, a flip mask
+    else:
+        inputs = 27 * input_size  # noisy rows/cols/valid, the random words, sort buffers
+    logits = 4 * num_outputs * num_classes
+    if mode == "histogram":
+        counting = 4 * num_outputs * num_classes + 16 * num_outputs  # softmax, score, bins
+    else:
+        counting = num_outputs * num_classes + 8 * num_outputs  # argmax, one-hot hits
+    return inputs + logits + counting
+
+
+def check_batch_memory(
+    batch_size: int,
+    *,
+    sampler: str,
+    modes: tuple,
+    num_classes: int,
+    num_bins: int,
+    num_outputs: int,
+    input_size: int,
+    devices,
+) -> None:
+    """Refuses, before anything is compiled, a batch that cannot fit in memory (ValueError).
+
+    Estimate: `batch_size * bytes_per_sample(...)` plus the count tensor, per device; CPU devices
+    share the host memory, so the estimate is multiplied by their number. It must stay below
+    `lrsjax._memory.SAFETY_FRACTION` of the available memory (`/proc/meminfo` MemAvailable and the
+    address-space limit on the host; `memory_stats()["bytes_limit"]` on accelerators). The error
+    names `batch_size`, the estimate, and the largest batch size that passes. The batch is never
+    reduced silently: the counts of a given key depend on the batch size.
+    """
+    per_sample = max(
+        bytes_per_sample(sampler, mode, num_classes, num_outputs, input_size) for mode in modes
+    )
+    fixed = 4 * num_outputs * max(num_classes, num_bins if "histogram" in modes else 0)
+    available, sharers = _memory.device_available(devices)
+    need = sharers * (batch_size * per_sample + fixed)
+    if available.num_bytes is None:
+        return
+    budget = _memory.SAFETY_FRACTION * available.num_bytes / sharers - fixed
+    largest = int(budget // per_sample) if budget > 0 else 0
+    if largest >= 1:
+        fix = (
+            f"Set batch_size <= {largest} (smaller for a large model: its activations are not "
+            "counted). The batch is not reduced automatically, because the counts of a key depend "
+            "on the batch size."
+        )
+    else:
+        fix = "Not even one sample fits: free memory, or use a smaller input or fewer outputs."
+    shared = f", on each of {sharers} devices sharing host memory" if sharers > 1 else ""
+    what = (
+        f"noise, noisy inputs and logits of {batch_size} samples of {per_sample} bytes per model "
+        f"call{shared}; the model's activations come on top"
+    )
+    _memory.check_fits("batch_size", batch_size, need, available, what, fix)
 
 
 def _canonical_input(x, sampler: str):

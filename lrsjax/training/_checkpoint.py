@@ -37,8 +37,34 @@ def load_checkpoint(path, target):
             f"`path` {str(path)!r} is not a complete checkpoint (need {path.name} and "
             f"{meta_path.name}). Train first or point to an existing checkpoint."
         )
-    params = serialization.from_bytes(target, path.read_bytes())
-    return params, json.loads(meta_path.read_text())
+    metadata = read_metadata(meta_path)
+    try:
+        params = serialization.from_bytes(target, path.read_bytes())
+    except Exception as err:  # msgpack and flax raise many kinds on corrupt or foreign bytes
+        raise ValueError(
+            f"`path` {str(path)!r} cannot be read as a checkpoint of this model "
+            f"({type(err).__name__}: {err}). The file is corrupt or truncated, or holds another "
+            "model's parameters: save the checkpoint again."
+        ) from err
+    return params, metadata
+
+
+def read_metadata(meta_path) -> dict:
+    """The JSON side file of a checkpoint as a dict; a ValueError naming the file otherwise."""
+    meta_path = pathlib.Path(meta_path)
+    try:
+        metadata = json.loads(meta_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(
+            f"The checkpoint metadata {str(meta_path)!r} is not valid JSON ({err}). The file is "
+            "corrupt or truncated: save the checkpoint again."
+        ) from err
+    if not isinstance(metadata, dict):
+        raise ValueError(
+            f"The checkpoint metadata {str(meta_path)!r} must hold a JSON object; got a "
+            f"{type(metadata).__name__}. Save the checkpoint again."
+        )
+    return metadata
 
 
 def checkpoint_exists(path) -> bool:

@@ -32,7 +32,7 @@ from lrsjax.models._gnn import (
     model_config,
     model_from_config,
 )
-from lrsjax.training._checkpoint import load_checkpoint, save_checkpoint
+from lrsjax.training._checkpoint import load_checkpoint, read_metadata, save_checkpoint
 
 _FORMAT = "lrsjax-graph-model/1"
 
@@ -380,8 +380,8 @@ def load_graph_model(path):
             f"`path` {str(path)!r} is not a complete graph-model checkpoint (need {path.name} and "
             f"{meta_path.name}). Train and save a model first."
         )
-    metadata = json.loads(meta_path.read_text())
-    if not isinstance(metadata, dict) or metadata.get("format") != _FORMAT:
+    metadata = read_metadata(meta_path)
+    if metadata.get("format") != _FORMAT:
         fail(
             "path",
             str(path),

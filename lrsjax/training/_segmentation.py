@@ -45,7 +45,7 @@ from lrsjax.models._unet import (
 )
 from lrsjax.noise import grid_cells, localized_stds, perturb_gaussian
 from lrsjax.results import confusion_matrix, mean_iou
-from lrsjax.training._checkpoint import load_checkpoint, save_checkpoint
+from lrsjax.training._checkpoint import load_checkpoint, read_metadata, save_checkpoint
 
 _LOG = logging.getLogger(__name__)
 NOISE_KINDS = ("none", "isotropic", "localized")
@@ -573,7 +573,6 @@ def load_segmentation_model(path):
       (model, params, metadata) with metadata the stored dict ("model_class", "model_config",
       "input_shape", "extra").
     """
-    import json
     import pathlib
 
     meta_path = pathlib.Path(str(path) + ".json")
@@ -582,15 +581,25 @@ def load_segmentation_model(path):
             f"`path` {str(path)!r} has no metadata file {str(meta_path)!r}; it is not a complete "
             "checkpoint written by save_segmentation_model."
         )
-    meta = json.loads(meta_path.read_text())
+    meta = read_metadata(meta_path)
     if meta.get("format") != CHECKPOINT_FORMAT or meta.get("model_class") not in _MODELS:
         raise ValueError(
             f"{str(meta_path)!r} is not a lrsjax segmentation checkpoint (format "
             f"{meta.get('format')!r}, model {meta.get('model_class')!r}); expected format "
             f"{CHECKPOINT_FORMAT!r} with a model in {tuple(_MODELS)}."
         )
-    model = _MODELS[meta["model_class"]][1](meta["model_config"])
-    template = _param_template(model, tuple(meta["input_shape"]))
+    try:
+        model = _MODELS[meta["model_class"]][1](meta["model_config"])
+        input_shape = tuple(int(v) for v in meta["input_shape"])
+        if len(input_shape) != 3 or min(input_shape) < 1:
+            raise ValueError(f"input_shape {input_shape} is not [C, H, W]")
+        template = _param_template(model, input_shape)
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise ValueError(
+            f"The checkpoint metadata {str(meta_path)!r} does not describe a model "
+            f"({type(err).__name__}: {err}): its `model_config` or `input_shape` is missing or "
+            "malformed. Save the checkpoint again with save_segmentation_model."
+        ) from err
     params, meta = load_checkpoint(path, template)
     _check_param_shapes(model, params, tuple(meta["input_shape"]), template)
     return model, jax.tree.map(jnp.asarray, params), meta
