@@ -223,3 +223,19 @@ def test_auto_portfolio_on_many_groups_equals_brute_force(seed):
     limited = collective.solve(problem, budgets, mode="milp", time_limit_s=1e-3)
     assert np.all(limited.certified <= auto.certified)
     assert np.all(limited.attack_bound >= auto.attack_found - 1e-6)
+
+
+def test_relaxation_skips_zero_width_segments(recwarn):
+    # Rescaling can merge two breakpoints; the LP must not get an infinite slope (a RuntimeWarning
+    # and a failed GLOP solve before), and the reported bound must stay a valid upper bound.
+    from lrsjax.collective import _relax
+
+    x = np.array([0.0, 0.5, 0.5, 1.0])
+    y = np.array([0.0, 1.0, 2.0, 3.0])
+    f = _relax.Concave(x, y, x, y)
+    wrows = np.ones((1, 1, 1))
+    rel = _relax.solve_relaxation([f], wrows, np.array([0.6]))
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+    assert rel.lp_ok
+    # The best point with spend <= 0.6 is (0.5, 2); a rigorous bound is at least that.
+    assert rel.bound >= 2.0 - 1e-9

@@ -224,6 +224,10 @@ def _solve_master(funcs, segs, wrows, totals, lower):
     gi, bi = np.nonzero(w)
     slopes, intercepts, owner = [], [], []
     for g, (f, which) in enumerate(zip(funcs, segs)):
+        # Rescaling can merge breakpoints that differ in the last bits: such a zero-width
+        # segment has no finite slope and is left out (the LP only gets looser; the bound
+        # `dual_bound` reports uses every point and stays rigorous).
+        which = which[f.x[which + 1] > f.x[which]]
         if which.size:
             s, a = _segment_rows(f, which)
             slopes.append(s)
