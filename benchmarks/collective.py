@@ -3,6 +3,7 @@
     python benchmarks/collective.py                       # default cases, ~3-4 minutes
     python benchmarks/collective.py --cases=lp2048,lp256  # one or more cases
     python benchmarks/collective.py --cases=milp64 --milp_budgets=7 --time_limit=60   # ~7 min
+    python benchmarks/collective.py --cases=milp64 --milp_eps=0.05,0.5 --time_limit=600  # to proof
     python benchmarks/collective.py --cases=milp_sizes --time_limit=60   # long (up to ~12 min)
 
 Cases:
@@ -96,9 +97,10 @@ def case_lp(rng, rows_per_cell, num_budgets=161):
               f"{dict(Counter(res_all.status))}")  # fmt: skip
 
 
-def case_milp64(rng, num_budgets, time_limit):
+def case_milp64(rng, num_budgets, time_limit, milp_eps=None):
     certs = image_certs(rng, 2048)
-    eps = np.linspace(0.05, 1.4, num_budgets)
+    eps = np.linspace(0.05, 1.4, num_budgets) if milp_eps is None else np.asarray(milp_eps)
+    num_budgets = eps.size
     times, statuses = [], []
     for e in eps:
         res = collective.certify_collective(certs, [e], num_bins=64, mode="milp",
@@ -173,6 +175,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", default="lp256,lp2048,pascal,graph,graph_fine,milp64")
     parser.add_argument("--milp_budgets", type=int, default=3)
+    parser.add_argument(
+        "--milp_eps",
+        default="",
+        help="milp64 budgets, e.g. 0.05,0.5 (default: "
+        "--milp_budgets values evenly spaced in [0.05, 1.4])",
+    )
     parser.add_argument("--time_limit", type=float, default=20.0, help="MILP s per budget")
     parser.add_argument("--graph_grid", default="50x50")
     parser.add_argument("--seed", type=int, default=0)
@@ -182,7 +190,8 @@ def main():
         if case in ("lp256", "lp2048"):
             case_lp(rng, int(case[2:]))
         elif case == "milp64":
-            case_milp64(rng, args.milp_budgets, args.time_limit)
+            eps = [float(e) for e in args.milp_eps.split(",")] if args.milp_eps else None
+            case_milp64(rng, args.milp_budgets, args.time_limit, eps)
         elif case == "milp_sizes":
             case_milp_sizes(rng, args.time_limit)
         elif case == "pascal":
