@@ -114,6 +114,22 @@ def test_counter_call_validation():
         count(jax.random.key(0), 0.5, jnp.zeros(IMAGE), 3)
 
 
+def test_counter_checks_each_new_input_once():
+    # A jax array that passed the check once is not re-read on the next call (jax arrays are
+    # immutable); any other input, a new jax array or a NumPy array, is checked again.
+    count = sampling.make_counter(threshold, SMOOTHING, mode="votes", batch_size=4, num_classes=2)
+    x = jnp.full(IMAGE, 0.5)
+    first = np.asarray(count(jax.random.key(0), 0.5, x, 8).counts)
+    np.testing.assert_array_equal(np.asarray(count(jax.random.key(0), 0.5, x, 8).counts), first)
+    with pytest.raises(ValueError, match="x"):
+        count(jax.random.key(0), 0.5, x.at[0, 0, 0].set(jnp.nan), 8)
+    bad = np.full(IMAGE, 0.5, np.float32)
+    count(jax.random.key(0), 0.5, bad, 8)  # fine now ...
+    bad[0, 0, 0] = np.nan  # ... but NumPy arrays can change in place: checked every time
+    with pytest.raises(ValueError, match="x"):
+        count(jax.random.key(0), 0.5, bad, 8)
+
+
 # ------------------------------------------------------------------------------------------------
 # graphs: sparse Bernoulli kernel
 # ------------------------------------------------------------------------------------------------
