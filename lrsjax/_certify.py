@@ -13,7 +13,6 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from lrsjax import _checks, _keys, base_certs, stats
@@ -223,12 +222,13 @@ def certify(
     tested = _tested_mask(outputs, output_shape)
     if not tested.any():
         _checks.fail("outputs", outputs, "must select at least one output", "")
-    x, input_format, num_cols, example = _check_input(x, smoothing, num_features)
-    if input_format == "sparse" and addition_capacity is None:
-        addition_capacity = _kernels.default_addition_capacity(smoothing, num_cols)
+    x, sampler, num_cols = _check_input(x, smoothing, num_features)
+    input_format = "sparse" if sampler == "sparse_bernoulli" else "dense"
     if input_format == "sparse":
+        if addition_capacity is None:
+            addition_capacity = _kernels.default_addition_capacity(smoothing, num_cols)
         addition_capacity = _checks.positive_int("addition_capacity", addition_capacity)
-        example = _example_sparse(x, addition_capacity)
+    example = _kernels._example_input(x, sampler, addition_capacity or 0)
     num_classes = _kernels.check_logits(apply_fn, params, example, output_shape, None)
     num_bins = _kernels.check_histogram_bins(num_bins)
 
@@ -239,12 +239,12 @@ def certify(
     batch_size = min(batch_size, max(n0, n))
     modes = ("votes",) if certificate == "neyman_pearson" else ("votes", "histogram")
     if input_format == "sparse":
-        input_size = int(x.rows.shape[0]) + int(addition_capacity)
+        input_size = x.capacity + addition_capacity
     else:
         input_size = int(np.prod(x.shape))
     _kernels.check_batch_memory(
         batch_size,
-        sampler="gaussian" if gaussian else f"{input_format}_bernoulli",
+        sampler=sampler,
         modes=modes,
         num_classes=num_classes,
         num_bins=num_bins,
@@ -399,22 +399,11 @@ def _tested_mask(outputs, output_shape) -> np.ndarray:
 
 
 def _check_input(x, smoothing: Smoothing, num_features):
-    """Validates `x`; returns (device input, input_format, num_cols, example for eval_shape)."""
+    """Validates `x` (`_kernels.check_input`); returns (device input, sampler, num_cols)."""
+    region_shape = tuple(smoothing.region.shape)
     if smoothing.kind == "gaussian":
-        if isinstance(x, SparseBinary):
-            _checks.fail("x", "a SparseBinary", "must be an image [C, H, W]", "")
-        arr = _checks.as_float_array("x", x)
-        expected = tuple(smoothing.region.shape)
-        if arr.ndim != 3 or arr.shape[1:] != expected:
-            _checks.fail(
-                "x",
-                arr,
-                f"must be an image [C, H, W] with (H, W) = {expected} (the smoothing's image size)",
-                "Build the smoothing for this image size.",
-            )
-        x = jnp.asarray(arr, jnp.float32)
-        return x, "dense", 0, jax.ShapeDtypeStruct(x.shape, jnp.float32)
-    num_rows = int(smoothing.region.shape[0])
+        return _kernels.check_input(x, "gaussian", region_shape, 0), "gaussian", 0
+    num_rows = region_shape[0]
     if isinstance(x, SparseBinary):
         if num_features is None:
             _checks.fail(
@@ -424,27 +413,20 @@ def _check_input(x, smoothing: Smoothing, num_features):
                 "Pass F = x's columns.",
             )
         num_cols = _checks.positive_int("num_features", num_features)
-        dev = _kernels.check_sparse_input(x, num_rows, num_cols)
         if num_rows * num_cols >= np.iinfo(np.int32).max:
             _checks.fail("num_features", num_cols, "makes N * F too large for int32 indices", "")
-        return dev, "sparse", num_cols, None
-    arr = _checks.as_float_array("x", x, ndim=2)
-    if arr.shape[0] != num_rows:
-        _checks.fail("x", arr, f"must have one row per node ({num_rows})", "")
-    if np.any((arr != 0) & (arr != 1)):
-        _checks.fail("x", arr, "must be binary (0/1)", "Binarize the attributes.")
-    if num_features is not None and num_features != arr.shape[1]:
-        _checks.fail("num_features", num_features, f"must equal x.shape[1] = {arr.shape[1]}", "")
-    x = jnp.asarray(arr, jnp.float32)
-    return x, "dense", int(arr.shape[1]), jax.ShapeDtypeStruct(x.shape, jnp.float32)
-
-
-def _example_sparse(x: SparseBinary, addition_capacity: int) -> SparseBinary:
-    capacity = int(x.rows.shape[0]) + int(addition_capacity)
-    return SparseBinary(
-        jax.ShapeDtypeStruct((capacity,), jnp.int32),
-        jax.ShapeDtypeStruct((capacity,), jnp.int32),
-        jax.ShapeDtypeStruct((capacity,), jnp.bool_),
+        return (
+            _kernels.check_input(x, "sparse_bernoulli", region_shape, num_cols),
+            "sparse_bernoulli",
+            num_cols,
+        )
+    num_cols = int(_checks.as_float_array("x", x, ndim=2).shape[1])
+    if num_features is not None and num_features != num_cols:
+        _checks.fail("num_features", num_features, f"must equal x.shape[1] = {num_cols}", "")
+    return (
+        _kernels.check_input(x, "dense_bernoulli", region_shape, num_cols),
+        "dense_bernoulli",
+        num_cols,
     )
 
 
