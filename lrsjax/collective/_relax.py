@@ -77,17 +77,7 @@ def upper_hull(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     bounds stay rigorous because the dual bound uses every point (`Concave.px, py`)."""
     if x.size > 200:
         return _upper_hull_passes(x, y)
-    xs, ys = x.tolist(), y.tolist()
-    hull: list[int] = []
-    for i, (xi, yi) in enumerate(zip(xs, ys)):
-        while len(hull) >= 2:
-            a, b = hull[-2], hull[-1]
-            if (xs[b] - xs[a]) * (yi - ys[a]) - (ys[b] - ys[a]) * (xi - xs[a]) >= 0:
-                hull.pop()
-            else:
-                break
-        hull.append(i)
-    return np.asarray(hull, np.int64)
+    return _chain(hull_parents(x, y), x.size)
 
 
 def _upper_hull_passes(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -126,11 +116,16 @@ def hull_parents(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 def prefix_hull(x: np.ndarray, y: np.ndarray, parent: np.ndarray, n: int) -> Concave:
     """The hull of the points `0..n-1` from `hull_parents` (O(hull size))."""
+    idx = _chain(parent, n)
+    return Concave(x[idx], y[idx], x[:n], y[:n])
+
+
+def _chain(parent: np.ndarray, n: int) -> np.ndarray:
+    """Indices (increasing) of the hull of the prefix `0..n-1`: `n - 1` and its ancestors."""
     chain = [n - 1]
     while parent[chain[-1]] >= 0:
         chain.append(int(parent[chain[-1]]))
-    idx = np.asarray(chain[::-1], np.int64)
-    return Concave(x[idx], y[idx], x[:n], y[:n])
+    return np.asarray(chain[::-1], np.int64)
 
 
 def hull_function(px: np.ndarray, py: np.ndarray) -> Concave:
