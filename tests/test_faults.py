@@ -23,30 +23,22 @@ import os
 import pathlib
 import signal
 import subprocess
-import sys
 import textwrap
 import time
 
 import numpy as np
 import pytest
+from _tiny_job import (
+    NUM_ITEMS,
+    PYTHON,
+    certify_command,
+    save_tiny_checkpoint,
+    strip_wall_clock,
+    subprocess_env,
+)
 
-PYTHON = sys.executable
+SEED = 5  # --seed of the tiny job in these tests
 REPO = pathlib.Path(__file__).resolve().parents[1]
-
-
-def _env(devices: int = 1, cache_dir=None) -> dict:
-    """The subprocess environment; `cache_dir` turns on JAX's persistent compilation cache."""
-    env = dict(os.environ)
-    if cache_dir is not None:
-        env["JAX_COMPILATION_CACHE_DIR"] = str(cache_dir)
-        env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
-        env["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
-    env["JAX_PLATFORMS"] = "cpu"
-    flags = [f for f in env.get("XLA_FLAGS", "").split() if "device_count" not in f]
-    flags.append(f"--xla_force_host_platform_device_count={devices}")
-    env["XLA_FLAGS"] = " ".join(flags)
-    env["PYTHONHASHSEED"] = "0"
-    return env
 
 
 # ================================================================================================
@@ -77,7 +69,11 @@ _LIMITED = textwrap.dedent(
 def _run_limited(body: str, timeout: float = 300) -> subprocess.CompletedProcess:
     script = _LIMITED.format(gib=MEMORY_LIMIT_GIB, body=textwrap.indent(body, " " * 4).strip())
     return subprocess.run(
-        [PYTHON, "-c", script], env=_env(), capture_output=True, text=True, timeout=timeout
+        [PYTHON, "-c", script],
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -172,52 +168,16 @@ def test_sparse_smoothing_huge_radius_is_refused():
 # SIGKILL at random points, then restart
 # ================================================================================================
 
-# The tiny synthetic segmentation job: 2 U-Nets trained for 2 steps, 4 images of 8x8 certified.
-TINY_FLAGS = (
-    "--image_size=8",
-    "--num_classes=3",
-    "--num_train_images=4",
-    "--num_images=3",
-    "--depth=1",
-    "--width=4",
-    "--train_steps=2",
-    "--train_batch_size=2",
-    "--grid=2x2",
-    "--n0=4",
-    "--n=24",
-    "--batch_size=8",
-    "--budget_max=0.12",
-    "--budget_steps=3",
-    "--num_bins=4",
-    "--mode=lp",
-    "--seed=5",
-)
-NUM_ITEMS = 3
-# wall-clock fields, and the run directory path (summary.json), differ between runs
-WALL_CLOCK_FIELDS = ("timings", "seconds", "seconds_total", "created_utc", "run_dir")
-
-
-def save_tiny_checkpoint(path: pathlib.Path) -> pathlib.Path:
-    """A randomly initialised U-Net for the tiny job (no training, nothing compiled)."""
-    import jax
-
-    from lrsjax import models, training
-
-    model = models.UNet(num_classes=3, depth=1, base_width=4)
-    params = models.init_segmentation_params(jax.random.key(0), model, (3, 8, 8))
-    training.save_segmentation_model(path, model, params, input_shape=(3, 8, 8))
-    return path
-
 
 def _command(out_dir, extra=()):
-    return [PYTHON, "-m", "lrsjax.cli.certify", *TINY_FLAGS, *extra, f"--out_dir={out_dir}"]
+    return certify_command(out_dir, SEED, extra)
 
 
 def _run_to_completion(out_dir, extra=(), cache_dir=None) -> float:
     start = time.perf_counter()
     result = subprocess.run(
         _command(out_dir, extra),
-        env=_env(cache_dir=cache_dir),
+        env=subprocess_env(cache_dir=cache_dir),
         capture_output=True,
         text=True,
         timeout=600,
@@ -245,7 +205,7 @@ def _kill_once(out_dir: pathlib.Path, rng, duration: float, extra=(), cache_dir=
     before = _done_jsons(out_dir)
     proc = subprocess.Popen(
         _command(out_dir, extra),
-        env=_env(cache_dir=cache_dir),
+        env=subprocess_env(cache_dir=cache_dir),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
@@ -291,14 +251,6 @@ def _check_no_half_written_files(out_dir: pathlib.Path) -> int:
     return len([p for p in out_dir.rglob(".*.tmp")])
 
 
-def _strip(obj):
-    if isinstance(obj, dict):
-        return {k: _strip(v) for k, v in obj.items() if k not in WALL_CLOCK_FIELDS}
-    if isinstance(obj, list):
-        return [_strip(v) for v in obj]
-    return obj
-
-
 def _results(out_dir: pathlib.Path) -> dict:
     """{file name: content}: JSON without wall-clock fields, NPZ as {array: bytes + dtype}."""
     out = {}
@@ -308,14 +260,16 @@ def _results(out_dir: pathlib.Path) -> dict:
             continue
         out[path.name + " (bytes)"] = path.read_bytes()
         if path.suffix == ".json":
-            out[path.name] = _strip(json.loads(path.read_text()))
+            out[path.name] = strip_wall_clock(json.loads(path.read_text()))
         else:
             with np.load(path, allow_pickle=False) as archive:
                 out[path.name] = {
                     n: (archive[n].dtype.str, archive[n].shape, archive[n].tobytes())
                     for n in archive.files
                 }
-    out["summary.json"] = _strip(json.loads((out_dir / "results" / "summary.json").read_text()))
+    out["summary.json"] = strip_wall_clock(
+        json.loads((out_dir / "results" / "summary.json").read_text())
+    )
     return out
 
 

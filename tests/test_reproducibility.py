@@ -15,75 +15,23 @@ slow`): the same twice more (across runs), and the whole command with training o
 from __future__ import annotations
 
 import json
-import os
 import pathlib
 import subprocess
-import sys
 
 import numpy as np
 import pytest
+from _tiny_job import certify_command, save_tiny_checkpoint, strip_wall_clock, subprocess_env
 
-PYTHON = sys.executable
-
-# The tiny synthetic segmentation job (trains two small U-Nets for 2 steps, certifies 3 images).
-TINY_FLAGS = (
-    "--image_size=8",
-    "--num_classes=3",
-    "--num_train_images=4",
-    "--num_images=3",
-    "--depth=1",
-    "--width=4",
-    "--train_steps=2",
-    "--train_batch_size=2",
-    "--grid=2x2",
-    "--n0=4",
-    "--n=24",
-    "--batch_size=8",
-    "--budget_max=0.12",
-    "--budget_steps=3",
-    "--num_bins=4",
-    "--mode=lp",
-    "--seed=3",
-)
-# wall-clock fields, and the run directory path (summary.json), differ between runs
-WALL_CLOCK_FIELDS = ("timings", "seconds", "seconds_total", "created_utc", "run_dir")
-
-
-def _env(devices: int) -> dict:
-    env = dict(os.environ)
-    env["JAX_PLATFORMS"] = "cpu"
-    flags = [f for f in env.get("XLA_FLAGS", "").split() if "device_count" not in f]
-    flags.append(f"--xla_force_host_platform_device_count={devices}")
-    env["XLA_FLAGS"] = " ".join(flags)
-    return env
-
-
-def save_tiny_checkpoint(path: pathlib.Path) -> pathlib.Path:
-    """A randomly initialised U-Net for the tiny job (no training, nothing compiled)."""
-    import jax
-
-    from lrsjax import models, training
-
-    model = models.UNet(num_classes=3, depth=1, base_width=4)
-    params = models.init_segmentation_params(jax.random.key(0), model, (3, 8, 8))
-    training.save_segmentation_model(path, model, params, input_shape=(3, 8, 8))
-    return path
+SEED = 3  # --seed of the tiny job in these tests
 
 
 def run_certify(out_dir: pathlib.Path, devices: int = 1, extra=(), timeout: float = 600):
-    cmd = [PYTHON, "-m", "lrsjax.cli.certify", *TINY_FLAGS, *extra, f"--out_dir={out_dir}"]
-    result = subprocess.run(cmd, env=_env(devices), capture_output=True, text=True, timeout=timeout)
+    cmd = certify_command(out_dir, SEED, extra)
+    result = subprocess.run(
+        cmd, env=subprocess_env(devices), capture_output=True, text=True, timeout=timeout
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return out_dir / "results"
-
-
-def strip_wall_clock(obj):
-    """A copy of a JSON value without the wall-clock fields (recursively)."""
-    if isinstance(obj, dict):
-        return {k: strip_wall_clock(v) for k, v in obj.items() if k not in WALL_CLOCK_FIELDS}
-    if isinstance(obj, list):
-        return [strip_wall_clock(v) for v in obj]
-    return obj
 
 
 def load_npz(path: pathlib.Path) -> dict:

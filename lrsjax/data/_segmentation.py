@@ -19,6 +19,8 @@ from lrsjax import _checks
 from lrsjax._keys import check_key, seed_sequence
 
 IGNORE_LABEL = 255
+# Side lengths `synthetic_segmentation` draws images of (inclusive).
+SYNTHETIC_SIZE_RANGE = (8, 1024)
 SPLITS = ("train", "test")
 _SPLIT_FOLD = {"train": 0, "test": 1}
 _SHAPE_KINDS = ("disc", "ellipse", "rectangle", "triangle", "stripe")
@@ -280,10 +282,13 @@ def _image_shape(name: str, value) -> tuple[int, int]:
     except TypeError:
         shape = ()
     if len(shape) != 2 or any(
-        isinstance(v, bool) or not isinstance(v, int | np.integer) or not 8 <= v <= 1024
+        isinstance(v, bool)
+        or not isinstance(v, int | np.integer)
+        or not SYNTHETIC_SIZE_RANGE[0] <= v <= SYNTHETIC_SIZE_RANGE[1]
         for v in shape
     ):
-        _checks.fail(name, value, "must be (height, width) ints in [8, 1024]", "E.g. (64, 64).")
+        lo, hi = SYNTHETIC_SIZE_RANGE
+        _checks.fail(name, value, f"must be (height, width) ints in [{lo}, {hi}]", "E.g. (64, 64).")
     return int(shape[0]), int(shape[1])
 
 

@@ -110,9 +110,10 @@ class SegmentationJob:
         for value in grid:
             _checks.positive_int("grid", value)
         if self.dataset == "synthetic":
-            if not 8 <= self.image_size <= 1024:
+            lo, hi = data.SYNTHETIC_SIZE_RANGE
+            if not lo <= self.image_size <= hi:
                 _checks.fail(
-                    "image_size", self.image_size, "must lie in [8, 1024] for synthetic data",
+                    "image_size", self.image_size, f"must lie in [{lo}, {hi}] for synthetic data",
                     "E.g. --image_size=64.",
                 )  # fmt: skip
             if max(grid) > self.image_size:
