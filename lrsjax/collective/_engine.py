@@ -238,11 +238,12 @@ class Engine:
             seeds = incumbents + ([best_b] if best_b is not None else [])
             res = _bnb.branch_and_bound(
                 levels, weights, ones, tol=tol, incumbents=seeds, deadline=deadline,
-                stop=run.done,
+                stop=run.proved,
             )  # fmt: skip
             if not res.failed:
-                # Finished, or at the deadline (or SCIP is done): SCIP need not go on. After a
-                # failing node LP the branch and bound gives up early and SCIP keeps its time.
+                # Finished, or at the deadline, or SCIP proved the optimum: SCIP need not go on.
+                # After a failing node LP the branch and bound gives up early and SCIP keeps its
+                # time.
                 run.interrupt()
             if res.b is not None:
                 self._remember(scaled, res.b)

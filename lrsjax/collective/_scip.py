@@ -114,6 +114,11 @@ class ScipRun:
     def done(self) -> bool:
         return not self._thread.is_alive()
 
+    def proved(self) -> bool:
+        """True once SCIP has finished on its own with a proven optimum (a solver running beside
+        it may stop then; after a failure or a time limit it should go on)."""
+        return self.done() and not self.interrupted and self._solver.status() == _S.OPTIMAL
+
     def interrupt(self) -> None:
         """Stops SCIP and waits for it (repeats the request: one sent before SCIP has started
         solving would be lost)."""
