@@ -52,7 +52,7 @@ def main(argv):
             summarize = results.write_summary if _WRITE_SUMMARY.value else results.summarize
             print(results.format_table(summarize(run_dir)))
         written = results.make_report(run_dirs, out_dir, item=_ITEM.value)
-    except (FileNotFoundError, ValueError) as error:
+    except _entry.USER_ERRORS as error:
         sys.exit(f"lrsjax-report: error: {error}")
     for path in written:
         print(f"wrote {path}")
