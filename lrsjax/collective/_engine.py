@@ -18,7 +18,7 @@ from lrsjax.collective import _bnb, _levels, _relax, _scip
 MODES = ("lp", "hull", "milp")
 MILP_SOLVERS = ("auto", "bnb", "scip")
 # "auto" uses the custom branch and bound alone up to this many groups; above, the branch and
-# bound and SCIP run side by side (two threads) and the first to finish stops the other.
+# bound and SCIP run side by side (two threads) and the first to prove the optimum stops the other.
 AUTO_BNB_MAX_GROUPS = 8
 
 
