@@ -352,10 +352,10 @@ STATUS_MODES = {
     "ZERO_BUDGET": {"none"},
     "NAIVE_ONLY": {"none"},
     "MONOTONE_ZERO": {"none", "lp", "hull", "milp"},
-    "OPTIMAL": {"lp", "hull", "milp"},
-    "DUAL_BOUND": {"lp", "hull", "milp"},
+    "OPTIMAL": {"lp", "hull", "hull+clique", "milp"},
+    "DUAL_BOUND": {"lp", "hull", "hull+clique", "milp"},
     "TIME_LIMIT_BOUND": {"milp"},
-    "HULL_FALLBACK": {"hull"},
+    "HULL_FALLBACK": {"hull", "hull+clique"},
 }
 
 

@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from lrsjax.collective import _bnb, _levels, _relax, _scip
+from lrsjax.collective import _bnb, _clique, _levels, _relax, _scip
 
 MODES = ("lp", "hull", "milp")
 MILP_SOLVERS = ("auto", "bnb", "scip")
@@ -144,7 +144,17 @@ class Engine:
         if rel.power is not None:
             power = {lv.group: float(p) / scaled.c for lv, p in zip(levels, rel.power)}
             self.last_lp = (scaled.totals, power)
-        return rel
+        return rel, funcs
+
+    @staticmethod
+    def _clique(scaled: _Scaled, funcs, rel):
+        """The hull bound strengthened by top-level clique rows (`_clique`), when there is one
+        budget type and the hull LP point violates a clique row; else None."""
+        if scaled.weights.shape[0] != 1 or rel.power is None:
+            return None
+        wrows = np.stack([scaled.weights[0, lv.group, :] for lv in scaled.levels])
+        out = _clique.clique_bound(scaled.levels, wrows, funcs, rel.power)
+        return out if out is not None and out.bound < rel.bound else None
 
     def solve_budget(self, levels, num_naive, total_outputs, totals, hull_key=None):
         """Certificate for one budget.
@@ -180,9 +190,15 @@ class Engine:
                         self.mode, "none")  # fmt: skip
         scaled = _Scaled.of(reach, self.weights, totals)
         if self.mode in ("lp", "hull"):
-            rel = self._relaxation(scaled, reach, self.mode, hull_key)
+            rel, funcs = self._relaxation(scaled, reach, self.mode, hull_key)
             status = "OPTIMAL" if (rel.converged and rel.lp_ok) else "DUAL_BOUND"
-            out = done(naive, remaining, rel.bound, float("nan"), status, self.mode, "GLOP")
+            strong = self._clique(scaled, funcs, rel) if self.mode == "hull" else None
+            if strong is None:
+                out = done(naive, remaining, rel.bound, float("nan"), status, self.mode, "GLOP")
+            else:
+                status = "OPTIMAL" if strong.converged else "DUAL_BOUND"
+                out = done(naive, remaining, strong.bound, float("nan"), status, "hull+clique",
+                           "GLOP")  # fmt: skip
         else:
             out = self._milp(scaled, reach, naive, remaining, done, hull_key)
         if out.certified == 0:
@@ -219,9 +235,13 @@ class Engine:
         # SCIP (alone, or beside the branch and bound for "auto"): the hull LP first (its bound
         # is rigorous; with a good incumbent it may already prove optimality), then the generic
         # MILP, with the hull bound as a safety net.
-        hull = self._relaxation(scaled, reach, "hull", hull_key)
+        hull, funcs = self._relaxation(scaled, reach, "hull", hull_key)
+        strong = self._clique(scaled, funcs, hull)
+        if strong is not None:  # a smaller rigorous bound: it stands in for the hull bound
+            hull = hull._replace(bound=strong.bound)
         found, best_b = 0, None
-        for b in incumbents + ([hull.b] if hull.b is not None else []):
+        extra = [strong.b] if strong is not None else []
+        for b in incumbents + ([hull.b] if hull.b is not None else []) + extra:
             value, feasible = _levels.attack_of(levels, weights, ones, b)
             if value > found:
                 found, best_b = value, feasible
@@ -263,7 +283,8 @@ class Engine:
         elif label == "SCIP":
             # SCIP gave no proven bound (e.g. stopped before its first LP, or failed): the hull
             # LP's rigorous bound is still a certificate; say so.
-            return done(naive, remaining, hull.bound, found, "HULL_FALLBACK", "hull", "GLOP")
+            used = "hull" if strong is None else "hull+clique"
+            return done(naive, remaining, hull.bound, found, "HULL_FALLBACK", used, "GLOP")
         if np.floor(bound + tol) <= found:
             status = "OPTIMAL"
         else:

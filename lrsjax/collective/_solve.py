@@ -11,6 +11,9 @@ counts `C_i` (`_levels`). Per budget (in user units, turned into totals by `budg
    * "lp": the paper's LP relaxation (0 <= a_n <= 1), as a per-group hypograph of
      `F_k(r) = sum_m c_m min(1, r / eta_m)`, solved by GLOP with cutting planes (`_relax`);
    * "hull": the tighter sound relaxation, the upper concave hull of each group's step function;
+     with one budget type it is strengthened, where it helps, by clique rows on the groups' top
+     levels (no attack reaches two pairwise-conflicting top levels; `_clique`), reported as
+     "hull+clique";
    * "milp": exact; branch and bound over per-group levels with hull-LP bounds (`_bnb`) or the
      generic ordered MILP in SCIP (`_scip`), see `milp_solver`.
    Relaxation bounds are Lagrangian bounds evaluated in float64 from the LP's multipliers, so
@@ -69,7 +72,9 @@ class CollectiveResult(NamedTuple):
         "TIME_LIMIT_BOUND" (MILP stopped at its time limit; count from its proven bound),
         "HULL_FALLBACK" (SCIP gave no bound; count from the hull LP bound).
       mode_used: tuple of B str, the relaxation that produced each number: "lp", "hull",
-        "milp" or "none".
+        "hull+clique" (the hull with top-level clique rows, `_clique`: one budget type, where
+        a budget can reach the top level of one group but of no two in a clique), "milp" or
+        "none".
       solver: tuple of B str: "GLOP", "BNB+GLOP" (lrsjax's branch and bound with GLOP node
         LPs), "SCIP", "BNB+SCIP" (both side by side; the smaller proven bound counts), or
         "none".
