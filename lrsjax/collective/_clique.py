@@ -33,6 +33,8 @@ import numpy as np
 import scipy.sparse as sp
 from ortools.linear_solver.python import model_builder_helper as mbh
 
+from lrsjax.collective import _relax
+
 _MARGIN = 1e-8  # relative; > _levels.TIE_RTOL
 MAX_GROUPS = 200  # pairwise tests are O(G^2 M^2): above this many groups none are made
 
@@ -157,15 +159,24 @@ def clique_bound(levels, wrows: np.ndarray, hull_funcs=None, hull_power=None):
         z_top = top_fractions(hull_funcs, hull_power)
         if max(float(z_top[list(c)].sum()) for c in cliques) <= 1.0 + 1e-9:
             return None
-    # Ordered (incremental) LP: z_gi in [0, 1], z_g1 >= z_g2 >= ..., sum_i dE_gi z_gi <= (W b)_g;
-    # its optimum is the hull bound, the clique rows cut it.
+    # Ordered (incremental) LP over, per group, the hull vertices of the levels below the top,
+    # then the top level: z_gi in [0, 1], z_g1 >= z_g2 >= ..., sum_i dX_gi z_gi <= (W b)_g,
+    # objective sum_i dY_gi z_gi. Every attack is a point of it (a level below the top lies
+    # under the lower hull), so with the clique rows it is a relaxation of the exact problem;
+    # it only supplies multipliers: the bound is U(lam, mu) over every level.
     m_count = wrows.shape[1]
-    sizes = np.array([lv.eta.size for lv in levels])
+    xs, ys = [], []
+    for lv in levels:
+        px, py = lv.points
+        lower = _relax.hull_function(px[:-1], py[:-1])
+        xs.append(np.concatenate([lower.x, px[-1:]]))
+        ys.append(np.concatenate([lower.y, py[-1:]]))
+    sizes = np.array([x.size - 1 for x in xs])
     n_z = int(sizes.sum())
     first = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     owner = np.repeat(np.arange(g_count), sizes)
-    deltas = np.concatenate([np.diff(np.concatenate([[0.0], lv.eta])) for lv in levels])
-    counts = np.concatenate([lv.count for lv in levels]).astype(np.float64)
+    deltas = np.concatenate([np.diff(x) for x in xs])
+    counts = np.concatenate([np.diff(y) for y in ys])
     z = m_count + np.arange(n_z)
     gi, bi = np.nonzero(wrows)
     not_last = np.ones(n_z, bool)
