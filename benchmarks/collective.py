@@ -10,6 +10,8 @@ Cases:
   lp2048      24 cells x 2048 rows per cell (Cityscapes-like), 161 budgets eps in [0, 2], target
               sets `all` and `correct` (~80%): paper LP total time (and the hull LP for reference).
   lp256       the same with 256 rows per cell.
+  clique      hull LP with and without the top-level clique rows (`collective._clique`), 24 cells
+              x 2048 rows, 161 budgets, target set `all`: where the rows help and by how much.
   milp64      exact MILP, 24 cells x 64 bins per cell (bins per budget after the naive filter),
               `--milp_budgets` budgets in eps [0.05, 1.4]: per-budget times, median, proven count.
   milp_sizes  which sizes the exact MILP proves within `--time_limit` s: 24 cells x 8/16/32/64
@@ -95,6 +97,30 @@ def case_lp(rng, rows_per_cell, num_budgets=161):
               f"({seconds / (2 * num_budgets) * 1e3:.1f} ms per budget); certified(all) at eps "
               f"0.1/0.25/0.5/1.0 = {at}, correct at 0.25 = {at_cor}; statuses "
               f"{dict(Counter(res_all.status))}")  # fmt: skip
+
+
+def case_clique(rng, rows_per_cell=2048, num_budgets=161):
+    from lrsjax.collective import _clique
+
+    certs = image_certs(rng, rows_per_cell)
+    eps = np.linspace(0.0, 2.0, num_budgets)
+    start = time.perf_counter()
+    with_rows = collective.certify_collective(certs, eps, mode="hull")
+    seconds_with = time.perf_counter() - start
+    saved, _clique.MAX_GROUPS = _clique.MAX_GROUPS, 0  # private switch: no clique rows
+    try:
+        start = time.perf_counter()
+        plain = collective.certify_collective(certs, eps, mode="hull")
+        seconds_plain = time.perf_counter() - start
+    finally:
+        _clique.MAX_GROUPS = saved
+    gain = with_rows.certified - plain.certified
+    used = sum(m == "hull+clique" for m in with_rows.mode_used)
+    print(f"clique{rows_per_cell}: rows used at {used}/{num_budgets} budgets, more certified at "
+          f"{int((gain > 0).sum())} (eps {eps[gain > 0].round(4).tolist()}): "
+          f"{gain[gain > 0].tolist()}, total +{int(gain.sum())}, never fewer: "
+          f"{bool((gain >= 0).all())}; hull {seconds_with:.2f} s with vs {seconds_plain:.2f} s "
+          f"without")  # fmt: skip
 
 
 def case_milp64(rng, num_budgets, time_limit, milp_eps=None):
@@ -189,6 +215,8 @@ def main():
         rng = np.random.default_rng(args.seed)
         if case in ("lp256", "lp2048"):
             case_lp(rng, int(case[2:]))
+        elif case == "clique":
+            case_clique(rng)
         elif case == "milp64":
             eps = [float(e) for e in args.milp_eps.split(",")] if args.milp_eps else None
             case_milp64(rng, args.milp_budgets, args.time_limit, eps)
