@@ -147,3 +147,52 @@ def test_hull_with_cliques_is_sound_and_tighter():
                 tighter += hull.attack_bound[0] < plain - 0.5
     assert used >= 5, used
     assert tighter >= 3, tighter
+
+
+def test_max_tops_bounds_the_jointly_reachable_top_levels():
+    from lrsjax.collective import _levels
+
+    rng = np.random.default_rng(3)
+    tight = 0
+    for _ in range(15):
+        g, m = 4, 4
+        w = rng.uniform(0.0, 0.6, (g, m)) + np.eye(g) * rng.uniform(1.0, 2.0, g)[:, None]
+        tops = rng.uniform(0.3, 0.9, g) * w.max(axis=1)
+        one = np.ones(1, np.int64)
+        levels = [_levels.Level(k, np.array([tops[k]]), one, one) for k in range(g)]
+        kappa = _clique.max_tops(levels, w, time_limit_s=20.0)
+        exact = 0
+        for size in range(1, g + 1):
+            for subset in itertools.combinations(range(g), size):
+                res = linprog(np.zeros(m), A_ub=np.vstack([-w[list(subset)], np.ones(m)]),
+                              b_ub=[*(-tops[list(subset)]), 1.0], bounds=[(0, None)] * m,
+                              method="highs")  # fmt: skip
+                if res.status == 0:
+                    exact = max(exact, size)
+        assert kappa is not None and kappa >= exact
+        tight += kappa == exact
+    assert tight >= 12, tight
+
+
+def test_exact_milp_with_top_rows_equals_brute_force(monkeypatch):
+    from lrsjax.collective import _scip
+
+    seen = []
+    real = _scip.ScipRun.__init__
+
+    def spy(self, *args, top_rows=(), **kwargs):
+        seen.append(top_rows)
+        real(self, *args, top_rows=top_rows, **kwargs)
+
+    monkeypatch.setattr(_scip.ScipRun, "__init__", spy)
+    rng = np.random.default_rng(4)
+    capped = 0
+    for _ in range(12):
+        certs, weights, eta, group = _ceiling_certs(rng, groups=4)
+        for eps in (1.0, 1.3, 1.6):
+            seen.clear()
+            milp = collective.certify_collective(certs, [eps], mode="milp", milp_solver="scip")
+            exact = _brute_force_attack(weights, eta, group, eps**2)
+            assert milp.certified[0] == eta.size - exact, (eps, milp.status)
+            capped += any(len(m) == 4 and k < 4 for rows in seen for m, k in rows)
+    assert capped >= 5, capped

@@ -8,6 +8,10 @@ pairwise, every attack reaches at most one of them:
 
     sum_{g in S} [level_g = top_g] <= 1.
 
+More generally, if no attack reaches more than `kappa` of the top levels of S (`max_tops`: a
+proven SCIP bound on that small covering problem, used by the exact MILP), then
+`sum_{g in S} [level_g = top_g] <= kappa`.
+
 Localized smoothing makes this common: many outputs of a cell share the largest radius (every
 sample agreed), the top level holds them all, and a budget that can buy one cell's top level
 cannot buy two. The hull relaxation spreads such a jump over many groups at once (it may buy
@@ -18,7 +22,7 @@ The bound is rigorous whatever the LP solver's accuracy: from multipliers `lam >
 `P_g <= (W b)_g`) and `mu >= 0` (one per clique),
 
     U(lam, mu) = sum_g max_i (C_gi - lam_g E_gi - [i = top_g] sum_{S containing g} mu_S)
-                 + max(0, max_j sum_g lam_g W[k_g, j]) + sum_S mu_S
+                 + max(0, max_j sum_g lam_g W[k_g, j]) + sum_S mu_S kappa_S
 
 bounds every integer attack (weak duality; `i` runs over level 0 (nothing) and every level).
 Conflicts are decided with a relative margin larger than `_levels.TIE_RTOL`, so a pair is never
@@ -41,7 +45,7 @@ MAX_GROUPS = 200  # pairwise tests are O(G^2 M^2): above this many groups none a
 
 class CliqueBound(NamedTuple):
     """Fields: bound (float, rigorous upper bound on every attack), b (float64 [1, M] the LP's
-    spend), cliques (tuple of index tuples into the levels), converged (bool, the bound meets
+    spend), cliques (the rows `(S, kappa)` used), converged (bool, the bound meets
     the LP's objective to 1e-6 relative: the strengthened relaxation is solved)."""
 
     bound: float
@@ -109,13 +113,13 @@ def greedy_cliques(conflict: np.ndarray) -> tuple:
     return tuple(found)
 
 
-def dual_bound(levels, wrows: np.ndarray, lam: np.ndarray, cliques, mu: np.ndarray) -> float:
-    """U(lam, mu) of the module docstring (valid for every lam >= 0, mu >= 0)."""
+def dual_bound(levels, wrows: np.ndarray, lam: np.ndarray, rows, mu: np.ndarray) -> float:
+    """U(lam, mu) of the module docstring for rows `(S, kappa)` (valid for lam, mu >= 0)."""
     lam = np.maximum(np.asarray(lam, np.float64), 0.0)
     mu = np.maximum(np.asarray(mu, np.float64), 0.0)
     penalty = np.zeros(len(levels))
-    for s, clique in enumerate(cliques):
-        penalty[list(clique)] += mu[s]
+    for s, (members, _) in enumerate(rows):
+        penalty[list(members)] += mu[s]
     value = 0.0
     for g, lv in enumerate(levels):
         px, py = lv.points
@@ -123,7 +127,41 @@ def dual_bound(levels, wrows: np.ndarray, lam: np.ndarray, cliques, mu: np.ndarr
         gains[-1] -= penalty[g]
         value += float(gains.max())
     value += max(0.0, float((lam @ wrows).max()))
-    return value + float(mu.sum())
+    return value + float(mu @ np.array([kappa for _, kappa in rows], np.float64))
+
+
+def max_tops(levels, wrows: np.ndarray, time_limit_s: float) -> int | None:
+    """A proven upper bound on how many top levels one attack reaches together (SCIP on the
+    problem with one unit output per group at its top threshold, lowered by the margin), or
+    None if SCIP gives no bound. Each is a valid `kappa` for the row over all groups."""
+    from lrsjax.collective import _levels, _scip
+
+    one = np.ones(1, np.int64)
+    single = [
+        _levels.Level(g, np.array([lv.eta[-1] * (1.0 - _MARGIN)]), one, one)
+        for g, lv in enumerate(levels)
+    ]
+    out = _scip.solve_scip(single, wrows[None], np.ones(1), time_limit_s=time_limit_s)
+    if out.status not in ("OPTIMAL", "FEASIBLE") or not np.isfinite(out.bound):
+        return None
+    return int(np.floor(out.bound + 1e-6))
+
+
+def top_rows(levels, wrows: np.ndarray, kappa_time_s: float | None = None) -> tuple:
+    """Valid rows `(S, kappa)`: a pairwise-conflict clique of top levels with kappa 1 each, and,
+    with `kappa_time_s`, all groups with `max_tops` when that is below the number of groups
+    and some pair of top levels is reachable together."""
+    g_count = len(levels)
+    if g_count < 2 or g_count > MAX_GROUPS:
+        return ()
+    tops = np.array([lv.eta[-1] for lv in levels])
+    conflict = top_conflicts(tops, wrows)
+    rows = [(clique, 1) for clique in greedy_cliques(conflict)]
+    if kappa_time_s is not None and g_count >= 3 and conflict.sum() < g_count * (g_count - 1):
+        kappa = max_tops(levels, wrows, kappa_time_s)
+        if kappa is not None and kappa < g_count:
+            rows.append((tuple(range(g_count)), kappa))
+    return tuple(rows)
 
 
 def top_fractions(funcs, power) -> np.ndarray:
@@ -138,27 +176,23 @@ def top_fractions(funcs, power) -> np.ndarray:
     return out
 
 
-def clique_bound(levels, wrows: np.ndarray, hull_funcs=None, hull_power=None):
-    """The hull relaxation with the top-level clique rows (`CliqueBound`), or None when no two
-    top levels conflict, there are too many groups, the hull LP point (`hull_power` on the
-    concave `hull_funcs`, optional) already satisfies every clique row (the bound would be the
-    hull bound), or the LP fails.
+def clique_bound(levels, wrows: np.ndarray, rows, hull_funcs=None, hull_power=None):
+    """The hull relaxation with the rows `(S, kappa)` of `top_rows` (`CliqueBound`), or None
+    when there are no rows, the hull LP point (`hull_power` on the concave `hull_funcs`,
+    optional) already satisfies every row (the bound would be the hull bound), or the LP fails.
 
     Args:
       levels: G `_levels.Level` in scaled units (reachable levels only, G >= 1).
       wrows: float64 [G, M], `W[k_g, :]` of the single budget type, scaled to total 1.
     """
     g_count = len(levels)
-    if g_count < 2 or g_count > MAX_GROUPS:
-        return None
-    tops = np.array([lv.eta[-1] for lv in levels])
-    cliques = greedy_cliques(top_conflicts(tops, wrows))
-    if not cliques:
+    if not rows:
         return None
     if hull_power is not None:
         z_top = top_fractions(hull_funcs, hull_power)
-        if max(float(z_top[list(c)].sum()) for c in cliques) <= 1.0 + 1e-9:
+        if all(float(z_top[list(m)].sum()) <= k + 1e-9 for m, k in rows):
             return None
+    cliques = rows
     # Ordered (incremental) LP over, per group, the hull vertices of the levels below the top,
     # then the top level: z_gi in [0, 1], z_g1 >= z_g2 >= ..., sum_i dX_gi z_gi <= (W b)_g,
     # objective sum_i dY_gi z_gi. Every attack is a point of it (a level below the top lies
@@ -183,10 +217,9 @@ def clique_bound(levels, wrows: np.ndarray, hull_funcs=None, hull_power=None):
     not_last[first + sizes - 1] = False
     nxt = np.flatnonzero(not_last)
     order_rows = 1 + g_count + np.arange(nxt.size)
-    clique_rows = (
-        1 + g_count + nxt.size + np.concatenate([np.full(len(c), s) for s, c in enumerate(cliques)])
-    )
-    clique_cols = z[np.concatenate([first[list(c)] + sizes[list(c)] - 1 for c in cliques])]
+    owners = [np.full(len(c), s) for s, (c, _) in enumerate(cliques)]
+    clique_rows = 1 + g_count + nxt.size + np.concatenate(owners)
+    clique_cols = z[np.concatenate([first[list(c)] + sizes[list(c)] - 1 for c, _ in cliques])]
     rows = np.concatenate([
         np.zeros(m_count, np.int64), 1 + owner, 1 + gi,
         order_rows, order_rows, clique_rows,
@@ -198,7 +231,9 @@ def clique_bound(levels, wrows: np.ndarray, hull_funcs=None, hull_power=None):
     ])  # fmt: skip
     n_rows = 1 + g_count + nxt.size + len(cliques)
     matrix = sp.csr_matrix((vals, (rows, cols)), shape=(n_rows, m_count + n_z))
-    row_hi = np.concatenate([[1.0], np.zeros(g_count + nxt.size), np.ones(len(cliques))])
+    row_hi = np.concatenate([
+        [1.0], np.zeros(g_count + nxt.size), [float(k) for _, k in cliques]
+    ])  # fmt: skip
     model = mbh.ModelBuilderHelper()
     model.fill_model_from_sparse_data(
         np.zeros(m_count + n_z),

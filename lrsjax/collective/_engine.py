@@ -20,6 +20,9 @@ MILP_SOLVERS = ("auto", "bnb", "scip")
 # "auto" uses the custom branch and bound alone up to this many groups; above, the branch and
 # bound and SCIP run side by side (two threads) and the first to prove the optimum stops the other.
 AUTO_BNB_MAX_GROUPS = 8
+# The exact MILP (SCIP path) first bounds how many top levels one attack reaches, for at most
+# this many seconds (a quarter of what is left under a time limit).
+KAPPA_TIME_S = 10.0
 
 
 class BudgetOutcome(NamedTuple):
@@ -147,13 +150,20 @@ class Engine:
         return rel, funcs
 
     @staticmethod
-    def _clique(scaled: _Scaled, funcs, rel):
-        """The hull bound strengthened by top-level clique rows (`_clique`), when there is one
-        budget type and the hull LP point violates a clique row; else None."""
-        if scaled.weights.shape[0] != 1 or rel.power is None:
-            return None
+    def _top_rows(scaled: _Scaled, kappa_time_s=None):
+        """(rows, wrows) of `_clique.top_rows` for one budget type; ((), None) otherwise."""
+        if scaled.weights.shape[0] != 1:
+            return (), None
         wrows = np.stack([scaled.weights[0, lv.group, :] for lv in scaled.levels])
-        out = _clique.clique_bound(scaled.levels, wrows, funcs, rel.power)
+        return _clique.top_rows(scaled.levels, wrows, kappa_time_s), wrows
+
+    @staticmethod
+    def _clique(scaled: _Scaled, funcs, rel, rows, wrows):
+        """The hull bound strengthened by the top-level `rows` (`_clique`), when the hull LP
+        point violates one of them and the bound is smaller; else None."""
+        if not rows or rel.power is None:
+            return None
+        out = _clique.clique_bound(scaled.levels, wrows, rows, funcs, rel.power)
         return out if out is not None and out.bound < rel.bound else None
 
     def solve_budget(self, levels, num_naive, total_outputs, totals, hull_key=None):
@@ -192,7 +202,9 @@ class Engine:
         if self.mode in ("lp", "hull"):
             rel, funcs = self._relaxation(scaled, reach, self.mode, hull_key)
             status = "OPTIMAL" if (rel.converged and rel.lp_ok) else "DUAL_BOUND"
-            strong = self._clique(scaled, funcs, rel) if self.mode == "hull" else None
+            strong = None
+            if self.mode == "hull":
+                strong = self._clique(scaled, funcs, rel, *self._top_rows(scaled))
             if strong is None:
                 out = done(naive, remaining, rel.bound, float("nan"), status, self.mode, "GLOP")
             else:
@@ -236,7 +248,13 @@ class Engine:
         # is rigorous; with a good incumbent it may already prove optimality), then the generic
         # MILP, with the hull bound as a safety net.
         hull, funcs = self._relaxation(scaled, reach, "hull", hull_key)
-        strong = self._clique(scaled, funcs, hull)
+        # Rows on the top levels: pairwise cliques, and a cap on how many top levels one attack
+        # reaches (a small SCIP solve of its own, a few seconds at most).
+        kappa_time = KAPPA_TIME_S
+        if deadline is not None:
+            kappa_time = min(kappa_time, max(deadline - time.perf_counter(), 0.0) / 4)
+        rows, wrows = self._top_rows(scaled, kappa_time if kappa_time > 0.01 else None)
+        strong = self._clique(scaled, funcs, hull, rows, wrows)
         if strong is not None:  # a smaller rigorous bound: it stands in for the hull bound
             hull = hull._replace(bound=strong.bound)
         found, best_b = 0, None
@@ -250,7 +268,9 @@ class Engine:
         if np.floor(hull.bound + tol) <= found:
             return done(naive, remaining, hull.bound, found, "OPTIMAL", "milp", "GLOP")
         left = None if deadline is None else max(deadline - time.perf_counter(), 1e-3)
-        run = _scip.ScipRun(levels, weights, ones, time_limit_s=left, hint_b=best_b).start()
+        run = _scip.ScipRun(
+            levels, weights, ones, time_limit_s=left, hint_b=best_b, top_rows=rows
+        ).start()
         bound, label, failed = hull.bound, "SCIP", False
         if solver == "portfolio":
             # Both solvers at once (OR-Tools releases the GIL while SCIP works): the first to

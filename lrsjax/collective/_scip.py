@@ -34,8 +34,11 @@ class ScipOutcome(NamedTuple):
     b: np.ndarray | None = None
 
 
-def _build(levels, weights, totals, hint_b):
-    """The ordered MILP over `levels` (reachable levels, >= 1 group) as a SCIP-ready model."""
+def _build(levels, weights, totals, hint_b, top_rows=()):
+    """The ordered MILP over `levels` (reachable levels, >= 1 group) as a SCIP-ready model.
+
+    `top_rows`: valid inequalities `sum_{g in S} z_g,top <= kappa` as (S, kappa) pairs (at most
+    kappa groups of S reach their top level in any attack; `_clique`)."""
     totals = np.asarray(totals, np.float64)
     t_count, _, m_count = weights.shape
     nb = t_count * m_count
@@ -64,9 +67,19 @@ def _build(levels, weights, totals, hint_b):
         np.ones(nb), w[gi, bi], -deltas, np.ones(n_order), -np.ones(n_order)
     ])  # fmt: skip
     n_rows = t_count + g_count + n_order
+    kappas = []
+    for members, kappa in top_rows:
+        members = np.asarray(members, np.int64)
+        rows = np.concatenate([rows, np.full(members.size, n_rows)])
+        cols = np.concatenate([cols, z[first[members] + sizes[members] - 1]])
+        vals = np.concatenate([vals, np.ones(members.size)])
+        kappas.append(float(kappa))
+        n_rows += 1
     matrix = sp.csr_matrix((vals, (rows, cols)), shape=(n_rows, nb + n_z))
-    row_lo = np.concatenate([np.full(t_count, -np.inf), np.zeros(g_count + n_order)])
-    row_hi = np.concatenate([totals, np.full(g_count + n_order, np.inf)])
+    row_lo = np.concatenate([
+        np.full(t_count, -np.inf), np.zeros(g_count + n_order), np.full(len(kappas), -np.inf)
+    ])  # fmt: skip
+    row_hi = np.concatenate([totals, np.full(g_count + n_order, np.inf), kappas])
     var_lo = np.zeros(nb + n_z)
     var_hi = np.concatenate([np.repeat(totals, m_count), np.ones(n_z)])
     model = mbh.ModelBuilderHelper()
@@ -92,9 +105,9 @@ class ScipRun:
     An interrupted run keeps SCIP's proven dual bound, never its incumbent as a bound.
     """
 
-    def __init__(self, levels, weights, totals, *, time_limit_s=None, hint_b=None):
+    def __init__(self, levels, weights, totals, *, time_limit_s=None, hint_b=None, top_rows=()):
         totals = np.asarray(totals, np.float64)
-        self._model, self._nb, self._t, self._m = _build(levels, weights, totals, hint_b)
+        self._model, self._nb, self._t, self._m = _build(levels, weights, totals, hint_b, top_rows)
         self._solver = mbh.ModelSolverHelper("scip")
         if not self._solver.solver_is_supported():
             raise RuntimeError(
