@@ -23,7 +23,6 @@ from typing import NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
-from ortools.linear_solver.python import model_builder_helper as mbh
 
 from lrsjax.collective import _levels, _relax
 
@@ -106,8 +105,7 @@ class _Search:
             (-np.ones(t_count * m_count), (np.arange(t_count * m_count), v_cols)),
             shape=(t_count * m_count, t_count),
         )]).tocsr()  # fmt: skip
-        model = mbh.ModelBuilderHelper()
-        model.fill_model_from_sparse_data(
+        solver = _relax.glop_maximize(
             np.zeros(g_count + t_count),
             np.concatenate([np.ones(g_count), np.full(t_count, np.inf)]),
             np.concatenate([lower, -self.totals]),
@@ -115,10 +113,7 @@ class _Search:
             np.zeros(t_count * m_count),
             matrix,
         )
-        model.set_maximize(True)
-        solver = mbh.ModelSolverHelper("glop")
-        solver.solve(model)
-        if solver.status() != mbh.SolveStatus.OPTIMAL:
+        if solver is None:
             return False
         y = np.clip(np.asarray(solver.variable_values())[:g_count], 0.0, 1.0)
         per_region = np.einsum("g,gtm->tm", y, self.wrows)

@@ -35,7 +35,6 @@ from typing import NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
-from ortools.linear_solver.python import model_builder_helper as mbh
 
 from lrsjax.collective import _relax
 
@@ -234,19 +233,15 @@ def clique_bound(levels, wrows: np.ndarray, rows, hull_funcs=None, hull_power=No
     row_hi = np.concatenate([
         [1.0], np.zeros(g_count + nxt.size), [float(k) for _, k in cliques]
     ])  # fmt: skip
-    model = mbh.ModelBuilderHelper()
-    model.fill_model_from_sparse_data(
+    solver = _relax.glop_maximize(
         np.zeros(m_count + n_z),
-        np.concatenate([np.ones(m_count), np.ones(n_z)]),
+        np.ones(m_count + n_z),
         np.concatenate([np.zeros(m_count), counts]),
         np.full(n_rows, -np.inf),
         row_hi,
         matrix,
     )
-    model.set_maximize(True)
-    solver = mbh.ModelSolverHelper("glop")
-    solver.solve(model)
-    if solver.status() != mbh.SolveStatus.OPTIMAL:
+    if solver is None:
         return None
     duals = np.asarray(solver.dual_values())
     x = np.asarray(solver.variable_values())

@@ -204,6 +204,17 @@ def _initial_segments(f: Concave, anchors, spread: int = 12) -> np.ndarray:
     return np.asarray(sorted(picks), np.int64)
 
 
+def glop_maximize(var_lo, var_hi, objective, row_lo, row_hi, matrix):
+    """Maximizes a model given as sparse data (`fill_model_from_sparse_data`, milliseconds even
+    for large models) with GLOP; returns the solver, or None unless GLOP reports OPTIMAL."""
+    model = mbh.ModelBuilderHelper()
+    model.fill_model_from_sparse_data(var_lo, var_hi, objective, row_lo, row_hi, matrix)
+    model.set_maximize(True)
+    solver = mbh.ModelSolverHelper("glop")
+    solver.solve(model)
+    return solver if solver.status() == _OPTIMAL else None
+
+
 def _solve_master(funcs, segs, wrows, totals, lower):
     """One GLOP solve of the hypograph LP restricted to the segments `segs` (one array per g)."""
     g_count, t_count, m_count = wrows.shape
@@ -246,12 +257,8 @@ def _solve_master(funcs, segs, wrows, totals, lower):
     matrix = sp.csr_matrix((vals, (rows, cols)), shape=(n_rows, nb + 2 * g_count))
     row_lo = np.full(n_rows, -np.inf)
     row_hi = np.concatenate([totals, np.zeros(g_count), intercepts])
-    model = mbh.ModelBuilderHelper()
-    model.fill_model_from_sparse_data(var_lo, var_hi, objective, row_lo, row_hi, matrix)
-    model.set_maximize(True)
-    solver = mbh.ModelSolverHelper("glop")
-    solver.solve(model)
-    if solver.status() != _OPTIMAL:
+    solver = glop_maximize(var_lo, var_hi, objective, row_lo, row_hi, matrix)
+    if solver is None:
         return None
     x = np.asarray(solver.variable_values())
     duals = np.asarray(solver.dual_values())[t_count : t_count + g_count]
