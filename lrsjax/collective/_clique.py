@@ -34,7 +34,6 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-import scipy.sparse as sp
 
 from lrsjax.collective import _relax
 
@@ -44,12 +43,12 @@ MAX_GROUPS = 200  # pairwise tests are O(G^2 M^2): above this many groups none a
 
 class CliqueBound(NamedTuple):
     """Fields: bound (float, rigorous upper bound on every attack), b (float64 [1, M] the LP's
-    spend), cliques (the rows `(S, kappa)` used), converged (bool, the bound meets
+    spend), rows (the rows `(S, kappa)` used), converged (bool, the bound meets
     the LP's objective to 1e-6 relative: the strengthened relaxation is solved)."""
 
     bound: float
     b: np.ndarray
-    cliques: tuple
+    rows: tuple
     converged: bool
 
 
@@ -113,20 +112,21 @@ def greedy_cliques(conflict: np.ndarray) -> tuple:
 
 
 def dual_bound(levels, wrows: np.ndarray, lam: np.ndarray, rows, mu: np.ndarray) -> float:
-    """U(lam, mu) of the module docstring for rows `(S, kappa)` (valid for lam, mu >= 0)."""
-    lam = np.maximum(np.asarray(lam, np.float64), 0.0)
+    """U(lam, mu) of the module docstring for rows `(S, kappa)` (valid for lam, mu >= 0): the
+    hull's Lagrangian bound (`_relax.dual_bound`) with each top level's count lowered by the
+    multipliers of its rows, plus `sum_S mu_S kappa_S`."""
     mu = np.maximum(np.asarray(mu, np.float64), 0.0)
     penalty = np.zeros(len(levels))
     for s, (members, _) in enumerate(rows):
         penalty[list(members)] += mu[s]
-    value = 0.0
-    for g, lv in enumerate(levels):
+    funcs = []
+    for lv, p in zip(levels, penalty):
         px, py = lv.points
-        gains = py - lam[g] * px
-        gains[-1] -= penalty[g]
-        value += float(gains.max())
-    value += max(0.0, float((lam @ wrows).max()))
-    return value + float(mu @ np.array([kappa for _, kappa in rows], np.float64))
+        py = py.copy()
+        py[-1] -= p
+        funcs.append(_relax.Concave(px, py, px, py))  # only px, py enter the bound
+    kappas = np.array([kappa for _, kappa in rows], np.float64)
+    return _relax.dual_bound(funcs, wrows[:, None, :], np.ones(1), lam) + float(mu @ kappas)
 
 
 def max_tops(levels, wrows: np.ndarray, time_limit_s: float) -> int | None:
@@ -175,7 +175,7 @@ def top_fractions(funcs, power) -> np.ndarray:
     return out
 
 
-def clique_bound(levels, wrows: np.ndarray, rows, hull_funcs=None, hull_power=None):
+def clique_bound(levels, wrows: np.ndarray, top_rows, hull_funcs=None, hull_power=None):
     """The hull relaxation with the rows `(S, kappa)` of `top_rows` (`CliqueBound`), or None
     when there are no rows, the hull LP point (`hull_power` on the concave `hull_funcs`,
     optional) already satisfies every row (the bound would be the hull bound), or the LP fails.
@@ -184,72 +184,38 @@ def clique_bound(levels, wrows: np.ndarray, rows, hull_funcs=None, hull_power=No
       levels: G `_levels.Level` in scaled units (reachable levels only, G >= 1).
       wrows: float64 [G, M], `W[k_g, :]` of the single budget type, scaled to total 1.
     """
-    g_count = len(levels)
-    if not rows:
+    from lrsjax.collective import _scip
+
+    if not top_rows:
         return None
     if hull_power is not None:
         z_top = top_fractions(hull_funcs, hull_power)
-        if all(float(z_top[list(m)].sum()) <= k + 1e-9 for m, k in rows):
+        if all(float(z_top[list(m)].sum()) <= k + 1e-9 for m, k in top_rows):
             return None
-    cliques = rows
-    # Ordered (incremental) LP over, per group, the hull vertices of the levels below the top,
-    # then the top level: z_gi in [0, 1], z_g1 >= z_g2 >= ..., sum_i dX_gi z_gi <= (W b)_g,
-    # objective sum_i dY_gi z_gi. Every attack is a point of it (a level below the top lies
-    # under the lower hull), so with the clique rows it is a relaxation of the exact problem;
-    # it only supplies multipliers: the bound is U(lam, mu) over every level.
-    m_count = wrows.shape[1]
-    xs, ys = [], []
-    for lv in levels:
+    # The ordered formulation (`_scip.ordered_model`) over, per group, the hull vertices of the
+    # levels below the top, then the top level; with the rows it is a relaxation of the exact
+    # problem (a level below the top lies under the lower hull). It only supplies multipliers:
+    # the bound is U(lam, mu) over every level.
+    vertices = []
+    for g, lv in enumerate(levels):
         px, py = lv.points
         lower = _relax.hull_function(px[:-1], py[:-1])
-        xs.append(np.concatenate([lower.x, px[-1:]]))
-        ys.append(np.concatenate([lower.y, py[-1:]]))
-    sizes = np.array([x.size - 1 for x in xs])
-    n_z = int(sizes.sum())
-    first = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    owner = np.repeat(np.arange(g_count), sizes)
-    deltas = np.concatenate([np.diff(x) for x in xs])
-    counts = np.concatenate([np.diff(y) for y in ys])
-    z = m_count + np.arange(n_z)
-    gi, bi = np.nonzero(wrows)
-    not_last = np.ones(n_z, bool)
-    not_last[first + sizes - 1] = False
-    nxt = np.flatnonzero(not_last)
-    order_rows = 1 + g_count + np.arange(nxt.size)
-    owners = [np.full(len(c), s) for s, (c, _) in enumerate(cliques)]
-    clique_rows = 1 + g_count + nxt.size + np.concatenate(owners)
-    clique_cols = z[np.concatenate([first[list(c)] + sizes[list(c)] - 1 for c, _ in cliques])]
-    rows = np.concatenate([
-        np.zeros(m_count, np.int64), 1 + owner, 1 + gi,
-        order_rows, order_rows, clique_rows,
-    ])  # fmt: skip
-    cols = np.concatenate([np.arange(m_count), z, bi, z[nxt + 1], z[nxt], clique_cols])
-    vals = np.concatenate([
-        np.ones(m_count), deltas, -wrows[gi, bi],
-        np.ones(nxt.size), -np.ones(nxt.size), np.ones(clique_cols.size),
-    ])  # fmt: skip
-    n_rows = 1 + g_count + nxt.size + len(cliques)
-    matrix = sp.csr_matrix((vals, (rows, cols)), shape=(n_rows, m_count + n_z))
-    row_hi = np.concatenate([
-        [1.0], np.zeros(g_count + nxt.size), [float(k) for _, k in cliques]
-    ])  # fmt: skip
-    solver = _relax.glop_maximize(
-        np.zeros(m_count + n_z),
-        np.ones(m_count + n_z),
-        np.concatenate([np.zeros(m_count), counts]),
-        np.full(n_rows, -np.inf),
-        row_hi,
-        matrix,
-    )
+        x, y = np.append(lower.x[1:], px[-1]), np.append(lower.y[1:], py[-1])
+        vertices.append(lv._replace(group=g, eta=x, count=np.diff(np.append(0.0, y)), cumulative=y))
+    model = _scip.ordered_model(vertices, wrows[None], np.ones(1), top_rows)
+    solver = _relax.glop_maximize(*model.data())
     if solver is None:
         return None
     duals = np.asarray(solver.dual_values())
     x = np.asarray(solver.variable_values())
     if not (np.all(np.isfinite(duals)) and np.all(np.isfinite(x))):
         return None
-    lam = duals[1 : 1 + g_count]
-    mu = duals[1 + g_count + nxt.size :]
-    bound = dual_bound(levels, wrows, lam, cliques, mu)
-    objective = float(counts @ x[m_count:])
+    g_count, m_count = wrows.shape
+    # GLOP's multipliers of the link rows `(W b)_g - ... >= 0` are <= 0 in a maximization;
+    # any lam >= 0 gives a valid bound, so the sign flip needs no trust.
+    lam = -duals[1 : 1 + g_count]
+    mu = duals[duals.size - len(top_rows) :]
+    bound = dual_bound(levels, wrows, lam, top_rows, mu)
+    objective = float(model.objective @ x)
     converged = bound - objective <= 1e-6 * max(1.0, abs(bound))
-    return CliqueBound(bound, x[:m_count][None, :], cliques, bool(converged))
+    return CliqueBound(bound, x[:m_count][None, :], tuple(top_rows), bool(converged))

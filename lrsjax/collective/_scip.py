@@ -34,11 +34,35 @@ class ScipOutcome(NamedTuple):
     b: np.ndarray | None = None
 
 
-def _build(levels, weights, totals, hint_b, top_rows=()):
-    """The ordered MILP over `levels` (reachable levels, >= 1 group) as a SCIP-ready model.
+class OrderedModel(NamedTuple):
+    """The ordered formulation as sparse data for `fill_model_from_sparse_data`.
 
-    `top_rows`: valid inequalities `sum_{g in S} z_g,top <= kappa` as (S, kappa) pairs (at most
-    kappa groups of S reach their top level in any attack; `_clique`)."""
+    Fields: var_lo, var_hi, objective float64 [nb + Z] (variables: spends b [T*M], then z [Z]
+    group by group); row_lo, row_hi float64 [rows]; matrix csr [rows, nb + Z]. Rows: budgets
+    [T], links [G] (`(W b)_g - sum_i dE_gi z_gi >= 0`, at `T + g`), ordering, then one per
+    `top_rows` entry (last). first int64 [G]: index (within z) of each group's first level.
+    """
+
+    var_lo: np.ndarray
+    var_hi: np.ndarray
+    objective: np.ndarray
+    row_lo: np.ndarray
+    row_hi: np.ndarray
+    matrix: sp.csr_matrix
+    first: np.ndarray
+
+    def data(self):
+        return self.var_lo, self.var_hi, self.objective, self.row_lo, self.row_hi, self.matrix
+
+
+def ordered_model(levels, weights, totals, top_rows=()) -> OrderedModel:
+    """The ordered formulation (module docstring) over `levels` (>= 1 group), z in [0, 1].
+
+    Args:
+      levels: `_levels.Level` list; weights float64 [T, K, M]; totals float64 [T].
+      top_rows: valid inequalities `sum_{g in S} z_g,top <= kappa` as (S, kappa) pairs (at most
+        kappa groups of S, indices into `levels`, reach their top level in any attack; `_clique`).
+    """
     totals = np.asarray(totals, np.float64)
     t_count, _, m_count = weights.shape
     nb = t_count * m_count
@@ -82,8 +106,19 @@ def _build(levels, weights, totals, hint_b, top_rows=()):
     row_hi = np.concatenate([totals, np.full(g_count + n_order, np.inf), kappas])
     var_lo = np.zeros(nb + n_z)
     var_hi = np.concatenate([np.repeat(totals, m_count), np.ones(n_z)])
+    return OrderedModel(var_lo, var_hi, objective, row_lo, row_hi, matrix, first)
+
+
+def _build(levels, weights, totals, hint_b, top_rows=()):
+    """The ordered MILP over `levels` (reachable levels, >= 1 group) as a SCIP-ready model."""
+    totals = np.asarray(totals, np.float64)
+    t_count, _, m_count = weights.shape
+    nb = t_count * m_count
+    data = ordered_model(levels, weights, totals, top_rows)
+    z = nb + np.arange(data.var_lo.size - nb)
+    first = data.first
     model = mbh.ModelBuilderHelper()
-    model.fill_model_from_sparse_data(var_lo, var_hi, objective, row_lo, row_hi, matrix)
+    model.fill_model_from_sparse_data(*data.data())
     for index in z:
         model.set_var_integrality(int(index), True)
     model.set_maximize(True)
