@@ -5,14 +5,23 @@ maximizing `sum_g C_{g,i_g}`, subject to a feasible spend: some `b >= 0` with
 `sum_j b[t, j] <= total_t` and `(W b)_{k_g} >= E_{g,i_g}` for every g.
 
 A node restricts every group to a range of levels `lo_g..hi_g`. Its relaxation is the hull LP of
-`_relax` over the points `lo_g..hi_g` with `P_g >= E_{g,lo_g}`; the node's bound is the rigorous
-Lagrangian bound `U(lam)` (float64, independent of GLOP's tolerances), so a node is pruned only
-when it provably holds no attack larger than the best one found. Attacks found are genuine: they
-are counted from the LP's spend `b` after clipping it into the budget (`_levels.attack_of`).
-Children split one group's range where the LP solution sits strictly inside a hull segment;
-reduced-cost fixing with the node's multipliers narrows every range before branching.
-The answer is exact when the search finishes (`optimal`); at a deadline `bound` is the largest
-bound of any open node (never the incumbent), so `|T| - floor(bound)` stays a certificate.
+`_relax` over the points `lo_g..hi_g` with `P_g >= E_{g,lo_g}`, written as a multiple-choice LP
+(one weight `u_gi` per level, `sum_i u_gi <= 1`, `= 1` when `lo_g > 0`, `sum_i E_gi u_gi <=
+(W b)_g`; its optimum is the concave hull), optionally with the top-level rows of `_clique`
+(`sum_{g in S} u_{g,top} <= kappa`). One GLOP model serves every node: a node only changes
+variable and row bounds, so GLOP starts from the previous node's basis (`_NodeModel`). The node's
+bound is the rigorous Lagrangian bound `U(lam, mu)` (float64, independent of GLOP's tolerances),
+so a node is pruned only when it provably holds no attack larger than the best one found; a node
+LP that does not verify is solved again from scratch (`_relax.solve_relaxation`). Attacks found
+are genuine: counted from the LP's spend `b` after clipping it into the budget.
+
+Search: best bound first, with plunging (after branching, the better child is processed next,
+which keeps GLOP's warm start cheap) and pseudocost branching: among the groups whose LP point
+sits strictly inside a hull segment, the one whose past splits lowered the bound most per unit of
+that gap, on both sides. Reduced-cost fixing with the node's multipliers narrows every range
+before branching. The answer is exact when the search finishes (`optimal`); at a deadline
+`bound` is the largest bound of any open node (never the incumbent), so `|T| - floor(bound)`
+stays a certificate.
 """
 
 from __future__ import annotations
@@ -23,10 +32,14 @@ from typing import NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
+from ortools.linear_solver import pywraplp
 
 from lrsjax.collective import _levels, _relax
 
 _GAP = 1e-9
+# Warm starts after bound changes: the dual simplex, and no presolve (it would hide the basis).
+_GLOP_PARAMS = "use_preprocessing: false use_dual_simplex: true"
+_VERIFIED_RTOL = 1e-6  # a node LP is trusted when U(lam, mu) meets its objective this well
 
 
 class MilpOutcome(NamedTuple):
@@ -65,18 +78,145 @@ def _proves(bound: float, attack: int, tol: float) -> bool:
     return np.floor(bound + tol) <= attack
 
 
+class _Table(NamedTuple):
+    """Every group's levels as padded arrays (column 0 is level 0: nothing attacked).
+
+    Fields: E, C float64 [G, L + 1] thresholds and cumulative counts (E = inf, C = 0 past a
+    group's last level); n int64 [G] levels per group; top float64 [G, L + 1], 1 at each
+    group's last level.
+    """
+
+    E: np.ndarray
+    C: np.ndarray
+    n: np.ndarray
+    top: np.ndarray
+
+    @classmethod
+    def of(cls, levels):
+        n = np.array([lv.eta.size for lv in levels], np.int64)
+        width = int(n.max()) + 1
+        E = np.full((n.size, width), np.inf)
+        C = np.zeros((n.size, width))
+        top = np.zeros((n.size, width))
+        E[:, 0] = 0.0
+        for g, lv in enumerate(levels):
+            E[g, 1 : n[g] + 1] = lv.eta
+            C[g, 1 : n[g] + 1] = lv.cumulative
+            top[g, n[g]] = 1.0
+        return cls(E, C, n, top)
+
+    def in_range(self, lo, hi) -> np.ndarray:
+        index = np.arange(self.E.shape[1])[None, :]
+        return (index >= np.asarray(lo)[:, None]) & (index <= np.asarray(hi)[:, None])
+
+
+class _NodeModel:
+    """The multiple-choice LP of the module docstring in one GLOP model; nodes change bounds only.
+
+    Variables: b [T, M] in [0, total_t], u_gi in [0, 1] for every level i >= 1 (upper bound 0
+    outside the node's range). Rows: budgets [T], choice [G] (`sum_i u_gi <= 1`, lower bound 1
+    when `lo_g > 0`), links [G] (`sum_i E_gi u_gi - (W b)_g <= 0`), then one per top row.
+    """
+
+    def __init__(self, table: _Table, wrows, totals, top_rows=()):
+        self.table = table
+        self.wrows = wrows
+        g_count, t_count, m_count = wrows.shape
+        solver = pywraplp.Solver.CreateSolver("GLOP")
+        solver.SetSolverSpecificParametersAsString(_GLOP_PARAMS)
+        self.solver = solver
+        inf = solver.infinity()
+        self.b = [[solver.NumVar(0.0, float(totals[t]), "") for _ in range(m_count)]
+                  for t in range(t_count)]  # fmt: skip
+        self.u = [[solver.NumVar(0.0, 1.0, "") for _ in range(int(k))] for k in table.n]
+        for t in range(t_count):
+            row = solver.Constraint(-inf, float(totals[t]))
+            for var in self.b[t]:
+                row.SetCoefficient(var, 1.0)
+        self.choice = []
+        for g in range(g_count):
+            row = solver.Constraint(-inf, 1.0)
+            for var in self.u[g]:
+                row.SetCoefficient(var, 1.0)
+            self.choice.append(row)
+        self.links = []
+        for g in range(g_count):
+            row = solver.Constraint(-inf, 0.0)
+            for i, var in enumerate(self.u[g]):
+                row.SetCoefficient(var, float(table.E[g, i + 1]))
+            for t in range(t_count):
+                for j, var in enumerate(self.b[t]):
+                    if wrows[g, t, j] != 0.0:
+                        row.SetCoefficient(var, -float(wrows[g, t, j]))
+            self.links.append(row)
+        self.rows = []
+        for members, kappa in top_rows:
+            row = solver.Constraint(-inf, float(kappa))
+            for g in members:
+                row.SetCoefficient(self.u[g][-1], 1.0)
+            self.rows.append(row)
+        objective = solver.Objective()
+        for g in range(g_count):
+            for i, var in enumerate(self.u[g]):
+                objective.SetCoefficient(var, float(table.C[g, i + 1]))
+        objective.SetMaximization()
+        self.open = table.in_range(np.zeros(g_count, np.int64), table.n)  # u_gi's bound is 1
+        self.forced = np.zeros(g_count, bool)  # choice row lower bound 1
+
+    def solve(self, lo, hi):
+        """(lam [G], mu [rows], b [T, M], power [G], objective) of the node, or the status string
+        "INFEASIBLE" / "FAILED" (not optimal, or non-finite numbers)."""
+        want = self.table.in_range(lo, hi)
+        want[:, 0] = True
+        for g, i in np.argwhere(want != self.open):
+            self.u[g][i - 1].SetUb(1.0 if want[g, i] else 0.0)
+        self.open = want
+        forced = np.asarray(lo) > 0
+        for g in np.flatnonzero(forced != self.forced):
+            self.choice[g].SetLb(1.0 if forced[g] else -self.solver.infinity())
+        self.forced = forced
+        status = self.solver.Solve()
+        if status == pywraplp.Solver.INFEASIBLE:
+            return "INFEASIBLE"
+        if status != pywraplp.Solver.OPTIMAL:
+            return "FAILED"
+        # A maximization's `<=` rows have duals >= 0 (up to round-off; any lam >= 0 is valid).
+        lam = np.array([row.dual_value() for row in self.links])
+        mu = np.array([row.dual_value() for row in self.rows])
+        b = np.array([[var.solution_value() for var in vs] for vs in self.b])
+        activity = np.asarray(self.solver.ComputeConstraintActivities())
+        g_count, t_count = len(self.links), len(self.b)
+        reach = np.einsum("gtm,tm->g", self.wrows, b)
+        power = activity[t_count + g_count : t_count + 2 * g_count] + reach  # sum_i E_gi u_gi
+        objective = self.solver.Objective().Value()
+        numbers = (lam, mu, b, power, np.array([objective]))
+        if not all(np.all(np.isfinite(x)) for x in numbers):
+            return "FAILED"
+        return np.maximum(lam, 0.0), np.maximum(mu, 0.0), b, power, float(objective)
+
+
 class _Search:
-    def __init__(self, levels, weights, totals, tol):
+    def __init__(self, levels, weights, totals, tol, top_rows=()):
         self.levels = levels
         self.weights = weights
         self.totals = np.asarray(totals, np.float64)
         self.tol = tol
         self.wrows = np.stack([weights[:, lv.group, :] for lv in levels])  # [G, T, M]
         self.points = [lv.points for lv in levels]
+        self.table = _Table.of(levels)
+        self.top_rows = tuple(top_rows)
+        self.kappas = np.array([kappa for _, kappa in self.top_rows], np.float64)
+        self.membership = np.zeros((len(self.top_rows), len(levels)))
+        for r, (members, _) in enumerate(self.top_rows):
+            self.membership[r, list(members)] = 1.0
+        self.model = _NodeModel(self.table, self.wrows, self.totals, self.top_rows)
         self.cache: dict = {}
         self.best = 0
         self.best_b = None
         self.nodes = 0
+        # Pseudocosts: bound decrease per unit of branching gap, [G, 2] (down, up) sums/counts.
+        self.pseudo = np.zeros((len(levels), 2))
+        self.pseudo_n = np.zeros((len(levels), 2))
 
     def func(self, g, lo, hi) -> _relax.Concave:
         key = (g, lo, hi)
@@ -91,9 +231,27 @@ class _Search:
     def offer(self, b) -> None:
         if b is None:
             return
-        value, feasible = _levels.attack_of(self.levels, self.weights, self.totals, b)
+        feasible = _levels.feasible_spend(b, self.totals)
+        power = np.einsum("gtm,tm->g", self.wrows, feasible)
+        # As `_levels.attacked_level`: levels with E <= P (1 + TIE_RTOL).
+        reached = self.table.E[:, 1:] <= (power * (1.0 + _levels.TIE_RTOL) + 1e-300)[:, None]
+        value = int(self.table.C[np.arange(power.size), reached.sum(axis=1)].sum())
         if value > self.best:
             self.best, self.best_b = value, feasible
+
+    def values(self, lam, mu, lo, hi):
+        """(U(lam, mu), per-level terms [G, L + 1] (-inf outside the node's ranges), their
+        per-group maxima [G]) of the module docstring."""
+        table = self.table
+        finite_e = np.where(np.isfinite(table.E), table.E, 0.0)
+        terms = table.C - lam[:, None] * finite_e - (mu @ self.membership)[:, None] * table.top
+        terms = np.where(table.in_range(lo, hi), terms, -np.inf)
+        best_terms = terms.max(axis=1)
+        per_region = np.einsum("g,gtm->tm", lam, self.wrows)
+        bound = float(best_terms.sum()) + float(
+            np.sum(self.totals * np.maximum(0.0, per_region.max(axis=1)))
+        )
+        return bound + float(mu @ self.kappas), terms, best_terms
 
     def infeasible(self, lower: np.ndarray, funcs) -> bool:
         """True if no spend reaches `lower` (rigorous: a multiplier with U(lam) below `best`)."""
@@ -125,64 +283,104 @@ class _Search:
         return _proves(_relax.dual_bound(funcs, self.wrows, self.totals, scale * y), self.best,
                        self.tol)  # fmt: skip
 
-    def process(self, lo, hi, parent_bound):
-        """Solves a node; returns None (pruned) or (bound, lo, hi, power)."""
-        g_count = len(self.levels)
-        funcs = [self.func(g, lo[g], hi[g]) for g in range(g_count)]
-        lower = np.array([self.points[g][0][lo[g]] for g in range(g_count)])
-        self.nodes += 1
+    def _cold(self, lo, hi, lower):
+        """The node's hull LP solved from scratch (`_relax.solve_relaxation`, no top rows):
+        (lam, mu = 0, b, power), None when infeasible; raises `_Unreliable` when it fails."""
+        funcs = [self.func(g, lo[g], hi[g]) for g in range(len(self.levels))]
         rel = _relax.solve_relaxation(funcs, self.wrows, self.totals, lower=lower)
         if not rel.lp_ok and self.infeasible(lower, funcs):
             return None
         if not rel.converged:
             # The LP failed or its answer cannot be verified: stop searching (the caller reports
             # the largest proven bound, this node's included).
-            raise _Unreliable(min(parent_bound, rel.bound))
-        self.offer(rel.b)
-        bound = min(rel.bound, parent_bound)
-        if _proves(bound, self.best, self.tol):
+            raise _Unreliable(rel.bound)
+        return rel.lam, np.zeros(len(self.top_rows)), rel.b, rel.power
+
+    def process(self, lo, hi, parent_bound):
+        """Solves a node; returns None (pruned) or (bound, lo, hi, power, lam, mu) with the
+        node's (unclipped) bound as its first entry."""
+        g_count = len(self.levels)
+        lo, hi = np.asarray(lo, np.int64), np.asarray(hi, np.int64)
+        lower = self.table.E[np.arange(g_count), lo]
+        self.nodes += 1
+        out = self.model.solve(lo, hi)
+        solved, values = None, None
+        if isinstance(out, tuple):
+            lam, mu, b, power, objective = out
+            values = self.values(lam, mu, lo, hi)
+            if values[0] - objective <= _VERIFIED_RTOL * max(1.0, abs(values[0])):
+                solved = (lam, mu, b, power)
+            else:
+                values = None
+        elif out == "INFEASIBLE":
+            funcs = [self.func(g, lo[g], hi[g]) for g in range(g_count)]
+            if self.infeasible(lower, funcs):
+                return None
+        if solved is None:  # not verified (or infeasibility not proven): from scratch
+            try:
+                solved = self._cold(lo, hi, lower)
+            except _Unreliable as error:
+                raise _Unreliable(min(error.bound, parent_bound)) from None
+            if solved is None:
+                return None
+        lam, mu, b, power = solved
+        self.offer(b)
+        node_bound, terms, best_terms = values or self.values(lam, mu, lo, hi)
+        if _proves(min(node_bound, parent_bound), self.best, self.tol):
             return None
         # Reduced-cost fixing: level i of group g can beat `best` only if
-        # U - phi_g(lam_g) + (C_i - lam_g E_i) > best.
-        lam = np.maximum(rel.lam, 0.0)
-        lo, hi = list(lo), list(hi)
-        for g in range(g_count):
-            px, py = self.points[g]
-            values = py[lo[g] : hi[g] + 1] - lam[g] * px[lo[g] : hi[g] + 1]
-            keep = np.flatnonzero(
-                np.floor(rel.bound - values.max() + values + self.tol) > self.best
-            )
-            if keep.size == 0:
-                return None
-            lo[g], hi[g] = lo[g] + int(keep[0]), lo[g] + int(keep[-1])
-        return (bound, lo, hi, rel.power)
+        # U - max_i' term_gi' + term_gi > best.
+        keep = np.floor(node_bound - best_terms[:, None] + terms + self.tol) > self.best
+        if not np.all(keep.any(axis=1)):
+            return None
+        width = keep.shape[1]
+        lo = keep.argmax(axis=1)
+        hi = width - 1 - keep[:, ::-1].argmax(axis=1)
+        return (node_bound, lo, hi, power, lam, mu)
 
-    def children(self, lo, hi, power):
+    def children(self, lo, hi, power, lam, mu):
+        """((g, j) or None, the two children's (lo, hi)): split group g's range after level j,
+        where the LP point gains most over the step function (weighted by pseudocosts)."""
         g_count = len(self.levels)
-        choice, best_gap = None, _GAP
-        if power is not None:
-            for g in range(g_count):
-                if lo[g] == hi[g]:
-                    continue
-                px, py = self.points[g]
-                p = max(power[g], px[lo[g]])
-                j = int(np.searchsorted(px, p * (1 + _levels.TIE_RTOL), side="right")) - 1
-                j = min(max(j, lo[g]), hi[g])
-                if j == hi[g]:
-                    continue
-                gap = self.func(g, lo[g], hi[g])(p) - py[j]
-                if gap > best_gap:
-                    choice, best_gap = (g, j), gap
-        if choice is None:  # LP point integral (or unknown): split the widest range in half
-            widths = [hi[g] - lo[g] for g in range(g_count)]
+        table = self.table
+        rows = np.arange(g_count)
+        e_lo, e_hi = table.E[rows, lo], table.E[rows, hi]
+        p = np.clip(power, e_lo, e_hi)
+        # Level reached at p (within the range) and the hull value there: with the LP's
+        # multipliers the hull value is max_i term_i + lam p (complementary slackness).
+        j = (table.in_range(lo, hi) & (table.E <= (p * (1 + _levels.TIE_RTOL))[:, None])).sum(1)
+        j = np.clip(lo + j - 1, lo, hi)
+        terms = self.values(lam, mu, lo, hi)[1]
+        hull = terms.max(axis=1) + lam * p
+        gap = hull - table.C[rows, j]
+        candidate = (j < hi) & (lo < hi) & (gap > _GAP)
+        choice = None
+        if candidate.any():
+            counts = self.pseudo_n
+            mean = self.pseudo / np.maximum(counts, 1.0)
+            seen = counts > 0
+            fallback = self.pseudo[seen].sum() / counts[seen].sum() if seen.any() else 1.0
+            mean = np.where(seen, mean, fallback)
+            score = np.maximum(mean[:, 0] * gap, 1e-6) * np.maximum(mean[:, 1] * gap, 1e-6)
+            score = np.where(candidate, score, -np.inf)
+            g = int(np.argmax(score))
+            choice = (g, int(j[g]), float(gap[g]))
+        else:  # LP point integral (or unknown): split the widest range in half
+            widths = hi - lo
             g = int(np.argmax(widths))
             if widths[g] == 0:
-                return []
-            choice = (g, (lo[g] + hi[g]) // 2)
-        g, j = choice
-        left_hi, right_lo = list(hi), list(lo)
-        left_hi[g], right_lo[g] = j, j + 1
-        return [(list(lo), left_hi), (right_lo, list(hi))]
+                return None, []
+            choice = (g, int((lo[g] + hi[g]) // 2), 0.0)
+        g, split, _ = choice
+        left_hi, right_lo = hi.copy(), lo.copy()
+        left_hi[g], right_lo[g] = split, split + 1
+        return choice, [(lo.copy(), left_hi), (right_lo, hi.copy())]
+
+    def learn(self, choice, side: int, parent_bound: float, child_bound: float) -> None:
+        g, _, gap = choice
+        if gap > _GAP:
+            self.pseudo[g, side] += max(parent_bound - child_bound, 0.0) / gap
+            self.pseudo_n[g, side] += 1
 
 
 def branch_and_bound(
@@ -194,6 +392,7 @@ def branch_and_bound(
     incumbents=(),
     deadline: float | None = None,
     stop=None,
+    top_rows=(),
 ) -> MilpOutcome:
     """The exact largest attack over `levels` (already naive-filtered) for budget `totals`.
 
@@ -206,43 +405,67 @@ def branch_and_bound(
       deadline: `time.perf_counter()` value at which to stop with the best proven bound.
       stop: optional callable; when it returns True the search stops as at the deadline (e.g.
         another solver running beside it has finished).
+      top_rows: valid rows `(S, kappa)` on the groups' top levels (`_clique.top_rows`; one
+        budget type only), added to every node LP.
     """
-    search = _Search(levels, weights, totals, tol)
+    search = _Search(levels, weights, totals, tol, top_rows)
     for b in incumbents:
         search.offer(b)
     top = float(sum(lv.cumulative[-1] for lv in levels))
     heap, counter = [], 0
+    plunge = None  # the node to process next instead of the heap's best
     failed_bound = None
+
+    def push(node):
+        nonlocal counter
+        counter += 1
+        heapq.heappush(heap, (-node[0], counter, node))
+
     try:
         root = search.process([0] * len(levels), [lv.eta.size for lv in levels], top)
         if root is not None:
-            heap.append((-root[0], counter, root))
-        while heap:
+            root = (min(root[0], top), *root[1:])
+            push(root)
+        while heap or plunge is not None:
             if deadline is not None and time.perf_counter() > deadline:
                 break
             if stop is not None and stop():
                 break
-            _, _, node = heapq.heappop(heap)
-            bound, lo, hi, power = node
+            if plunge is not None:
+                node, plunge = plunge, None
+            else:
+                node = heapq.heappop(heap)[2]
+            bound, lo, hi, power, lam, mu = node
             if _proves(bound, search.best, tol):
                 continue
-            kids = search.children(lo, hi, power)
+            choice, kids = search.children(lo, hi, power, lam, mu)
             if not kids:  # one level vector left and its LP is feasible: it is an attack
                 value = int(sum(search.points[g][1][lo[g]] for g in range(len(lo))))
                 search.best = max(search.best, value)
                 continue
-            for kid_lo, kid_hi in kids:
+            made = []
+            for side, (kid_lo, kid_hi) in enumerate(kids):
                 try:
                     child = search.process(kid_lo, kid_hi, bound)
                 except _Unreliable:
-                    heapq.heappush(heap, (-node[0], counter, node))  # the parent stays open
+                    push(node)  # the parent stays open
+                    for other in made:
+                        push(other)
                     raise
+                child_bound = search.best if child is None else min(child[0], bound)
+                search.learn(choice, side, bound, child_bound)
                 if child is not None:
-                    counter += 1
-                    heapq.heappush(heap, (-child[0], counter, child))
+                    made.append((child_bound, *child[1:]))
+            made.sort(key=lambda item: -item[0])
+            if made:
+                plunge = made.pop(0)
+            for other in made:
+                push(other)
     except _Unreliable as error:
         failed_bound = error.bound
     open_bound = max((-item[0] for item in heap), default=-np.inf)
+    if plunge is not None:
+        open_bound = max(open_bound, plunge[0])
     if failed_bound is not None:
         open_bound = max(open_bound, failed_bound)
     bound = max(float(search.best), open_bound)

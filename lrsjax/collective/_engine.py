@@ -234,9 +234,11 @@ class Engine:
         if solver == "auto":
             solver = "bnb" if len(reach) <= AUTO_BNB_MAX_GROUPS else "portfolio"
         if solver == "bnb":
+            # Pairwise top-level cliques (no SCIP-proven kappa row: this path is SCIP-free).
             res = _bnb.branch_and_bound(
-                levels, weights, ones, tol=tol, incumbents=incumbents, deadline=deadline
-            )
+                levels, weights, ones, tol=tol, incumbents=incumbents, deadline=deadline,
+                top_rows=self._top_rows(scaled)[0],
+            )  # fmt: skip
             if res.b is not None:
                 self._remember(scaled, res.b)
             if res.optimal:
@@ -278,7 +280,7 @@ class Engine:
             seeds = incumbents + ([best_b] if best_b is not None else [])
             res = _bnb.branch_and_bound(
                 levels, weights, ones, tol=tol, incumbents=seeds, deadline=deadline,
-                stop=run.proved,
+                stop=run.proved, top_rows=rows,
             )  # fmt: skip
             if not res.failed:
                 # Finished, or at the deadline, or SCIP proved the optimum: SCIP need not go on.
