@@ -492,6 +492,7 @@ def test_failing_solver_gives_a_sound_labelled_count_or_an_error(
     from ortools.linear_solver.python import model_builder_helper as mbh
 
     from lrsjax import collective
+    from lrsjax.collective import _scip
 
     certs = _hard_instance(1)
     exact = _exact_counts(1)
@@ -501,6 +502,13 @@ def test_failing_solver_gives_a_sound_labelled_count_or_an_error(
         mbh,
         "ModelSolverHelper",
         lambda name: _BrokenSolver(real, name, broken.split(), fake_status, value),
+    )
+    # SCIP runs through MPSolver (`_scip.ScipSolver`, interruptible): break it the same way.
+    real_scip = _scip.ScipSolver
+    monkeypatch.setattr(
+        _scip,
+        "ScipSolver",
+        lambda name="scip": _BrokenSolver(real_scip, name, broken.split(), fake_status, value),
     )
     for milp_solver in ("bnb", "scip"):
         try:

@@ -40,6 +40,10 @@ _GAP = 1e-9
 # Warm starts after bound changes: the dual simplex, and no presolve (it would hide the basis).
 _GLOP_PARAMS = "use_preprocessing: false use_dual_simplex: true"
 _VERIFIED_RTOL = 1e-6  # a node LP is trusted when U(lam, mu) meets its objective this well
+# Reliability branching: strong branching on up to this many candidate groups per node while a
+# group's pseudocost has fewer than RELIABLE observations on a side.
+STRONG_CANDIDATES = 8
+RELIABLE = 1
 
 
 class MilpOutcome(NamedTuple):
@@ -338,49 +342,80 @@ class _Search:
         hi = width - 1 - keep[:, ::-1].argmax(axis=1)
         return (node_bound, lo, hi, power, lam, mu)
 
-    def children(self, lo, hi, power, lam, mu):
-        """((g, j) or None, the two children's (lo, hi)): split group g's range after level j,
-        where the LP point gains most over the step function (weighted by pseudocosts)."""
-        g_count = len(self.levels)
+    def gaps(self, lo, hi, power, lam, mu):
+        """(j [G], gap [G], candidate bool [G]): the level j each group's LP point reaches
+        within its range, how far the LP's value lies above that level's count there (the hull
+        value is max_i term_i + lam p by complementary slackness), and whether splitting the
+        range after j cuts the LP point off."""
         table = self.table
-        rows = np.arange(g_count)
-        e_lo, e_hi = table.E[rows, lo], table.E[rows, hi]
-        p = np.clip(power, e_lo, e_hi)
-        # Level reached at p (within the range) and the hull value there: with the LP's
-        # multipliers the hull value is max_i term_i + lam p (complementary slackness).
+        rows = np.arange(len(self.levels))
+        p = np.clip(power, table.E[rows, lo], table.E[rows, hi])
         j = (table.in_range(lo, hi) & (table.E <= (p * (1 + _levels.TIE_RTOL))[:, None])).sum(1)
         j = np.clip(lo + j - 1, lo, hi)
         terms = self.values(lam, mu, lo, hi)[1]
-        hull = terms.max(axis=1) + lam * p
-        gap = hull - table.C[rows, j]
-        candidate = (j < hi) & (lo < hi) & (gap > _GAP)
-        choice = None
+        gap = terms.max(axis=1) + lam * p - table.C[rows, j]
+        return j, gap, (j < hi) & (lo < hi) & (gap > _GAP)
+
+    def score(self, gap, candidate) -> np.ndarray:
+        """Pseudocost scores (product of the expected bound decreases of both children; groups
+        never split use the average over all groups); -inf for non-candidates."""
+        counts = self.pseudo_n
+        seen = counts > 0
+        fallback = self.pseudo[seen].sum() / counts[seen].sum() if seen.any() else 1.0
+        mean = np.where(seen, self.pseudo / np.maximum(counts, 1.0), fallback)
+        score = np.maximum(mean[:, 0] * gap, 1e-6) * np.maximum(mean[:, 1] * gap, 1e-6)
+        return np.where(candidate, score, -np.inf)
+
+    @staticmethod
+    def split(lo, hi, g, j):
+        left_hi, right_lo = hi.copy(), lo.copy()
+        left_hi[g], right_lo[g] = j, j + 1
+        return [(lo.copy(), left_hi), (right_lo, hi.copy())]
+
+    def expand(self, node):
+        """The children of `node` (bound, lo, hi, power, lam, mu) that survive, each with its
+        bound clipped by the parent's; None when `node` is a single level vector (a leaf).
+
+        Branching: reliability branching on pseudocosts. Candidate groups (largest gap first,
+        at most `STRONG_CANDIDATES`) whose splits were seen fewer than `RELIABLE` times on a
+        side are split tentatively (both children solved: strong branching), which seeds their
+        pseudocosts; then the best-scored group is split (its children reused if solved)."""
+        bound, lo, hi, power, lam, mu = node
+        j, gap, candidate = self.gaps(lo, hi, power, lam, mu)
+        solved = {}
         if candidate.any():
-            counts = self.pseudo_n
-            mean = self.pseudo / np.maximum(counts, 1.0)
-            seen = counts > 0
-            fallback = self.pseudo[seen].sum() / counts[seen].sum() if seen.any() else 1.0
-            mean = np.where(seen, mean, fallback)
-            score = np.maximum(mean[:, 0] * gap, 1e-6) * np.maximum(mean[:, 1] * gap, 1e-6)
-            score = np.where(candidate, score, -np.inf)
-            g = int(np.argmax(score))
-            choice = (g, int(j[g]), float(gap[g]))
+            unreliable = candidate & (self.pseudo_n.min(axis=1) < RELIABLE)
+            order = [g for g in np.argsort(-gap, kind="stable") if unreliable[g]]
+            for g in order[:STRONG_CANDIDATES]:
+                solved[g] = self._children(bound, self.split(lo, hi, g, j[g]), (g, gap[g]))
+                if not solved[g]:  # both halves of the node proven: so is the node
+                    return []
+            g = int(np.argmax(self.score(gap, candidate)))
+            kids = self.split(lo, hi, g, j[g])
+            choice = (g, gap[g])
         else:  # LP point integral (or unknown): split the widest range in half
             widths = hi - lo
             g = int(np.argmax(widths))
             if widths[g] == 0:
-                return None, []
-            choice = (g, int((lo[g] + hi[g]) // 2), 0.0)
-        g, split, _ = choice
-        left_hi, right_lo = hi.copy(), lo.copy()
-        left_hi[g], right_lo[g] = split, split + 1
-        return choice, [(lo.copy(), left_hi), (right_lo, hi.copy())]
+                return None
+            kids = self.split(lo, hi, g, (lo[g] + hi[g]) // 2)
+            choice = (g, 0.0)
+        if g in solved:
+            return solved[g]
+        return self._children(bound, kids, choice)
 
-    def learn(self, choice, side: int, parent_bound: float, child_bound: float) -> None:
-        g, _, gap = choice
-        if gap > _GAP:
-            self.pseudo[g, side] += max(parent_bound - child_bound, 0.0) / gap
-            self.pseudo_n[g, side] += 1
+    def _children(self, bound, kids, choice):
+        made = []
+        for side, (kid_lo, kid_hi) in enumerate(kids):
+            child = self.process(kid_lo, kid_hi, bound)
+            child_bound = self.best if child is None else min(child[0], bound)
+            g, gap = choice
+            if gap > _GAP:
+                self.pseudo[g, side] += max(bound - child_bound, 0.0) / gap
+                self.pseudo_n[g, side] += 1
+            if child is not None:
+                made.append((child_bound, *child[1:]))
+        return made
 
 
 def branch_and_bound(
@@ -438,24 +473,17 @@ def branch_and_bound(
             bound, lo, hi, power, lam, mu = node
             if _proves(bound, search.best, tol):
                 continue
-            choice, kids = search.children(lo, hi, power, lam, mu)
-            if not kids:  # one level vector left and its LP is feasible: it is an attack
+            try:
+                made = search.expand(node)
+            except _Unreliable:
+                push(node)  # the parent stays open
+                raise
+            if made is None:  # one level vector left and its LP is feasible: it is an attack
                 value = int(sum(search.points[g][1][lo[g]] for g in range(len(lo))))
                 search.best = max(search.best, value)
                 continue
-            made = []
-            for side, (kid_lo, kid_hi) in enumerate(kids):
-                try:
-                    child = search.process(kid_lo, kid_hi, bound)
-                except _Unreliable:
-                    push(node)  # the parent stays open
-                    for other in made:
-                        push(other)
-                    raise
-                child_bound = search.best if child is None else min(child[0], bound)
-                search.learn(choice, side, bound, child_bound)
-                if child is not None:
-                    made.append((child_bound, *child[1:]))
+            # Children pruned since they were solved (the incumbent may have grown) are dropped.
+            made = [kid for kid in made if not _proves(kid[0], search.best, tol)]
             made.sort(key=lambda item: -item[0])
             if made:
                 plunge = made.pop(0)

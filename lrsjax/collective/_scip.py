@@ -13,14 +13,86 @@ many groups, where SCIP's cutting planes close the gap faster than plain branchi
 
 from __future__ import annotations
 
+import math
+import os
+import tempfile
 import threading
 from typing import NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
+from ortools.linear_solver import linear_solver_pb2, pywraplp
 from ortools.linear_solver.python import model_builder_helper as mbh
 
 _S = mbh.SolveStatus
+_STATUS = {
+    pywraplp.Solver.OPTIMAL: _S.OPTIMAL,
+    pywraplp.Solver.FEASIBLE: _S.FEASIBLE,
+    pywraplp.Solver.INFEASIBLE: _S.INFEASIBLE,
+    pywraplp.Solver.UNBOUNDED: _S.UNBOUNDED,
+    pywraplp.Solver.ABNORMAL: _S.ABNORMAL,
+    pywraplp.Solver.NOT_SOLVED: _S.NOT_SOLVED,
+    pywraplp.Solver.MODEL_INVALID: _S.MODEL_INVALID,
+}
+
+
+class ScipSolver:
+    """SCIP through OR-Tools' MPSolver, with the part of `ModelSolverHelper`'s interface that
+    `ScipRun` uses. Unlike `ModelSolverHelper("scip")`, whose `interrupt_solve()` SCIP ignores
+    (a run then goes on to its time limit, or forever without one), MPSolver's SCIP stops within
+    milliseconds when interrupted from another thread, and releases the GIL while it solves.
+    """
+
+    def __init__(self, name: str = "scip"):
+        self._solver = pywraplp.Solver.CreateSolver("SCIP")
+        self._params = ""
+        self._limit_ms = None
+        self._status = _S.NOT_SOLVED
+
+    def solver_is_supported(self) -> bool:
+        return self._solver is not None
+
+    def set_solver_specific_parameters(self, text: str) -> None:
+        self._params = text
+
+    def set_time_limit_in_seconds(self, seconds: float) -> None:
+        self._limit_ms = max(1, math.ceil(float(seconds) * 1000.0))
+
+    def solve(self, model) -> None:
+        """Solves a `mbh.ModelBuilderHelper` model (passed on as its MPModelProto, hints
+        included)."""
+        with tempfile.TemporaryDirectory() as folder:
+            path = os.path.join(folder, "model.pb")
+            model.write_model_to_proto_file(path)
+            with open(path, "rb") as handle:
+                proto = linear_solver_pb2.MPModelProto.FromString(handle.read())
+        solver = self._solver
+        if solver.LoadModelFromProto(proto):  # a non-empty message: the model was refused
+            self._status = _S.MODEL_INVALID
+            return
+        if self._params:
+            solver.SetSolverSpecificParametersAsString(self._params)
+        if self._limit_ms is not None:
+            solver.SetTimeLimit(self._limit_ms)
+        self._status = _STATUS.get(solver.Solve(), _S.ABNORMAL)
+
+    def interrupt_solve(self) -> bool:
+        return bool(self._solver.InterruptSolve())
+
+    def status(self):
+        return self._status
+
+    def has_solution(self) -> bool:
+        return self._status in (_S.OPTIMAL, _S.FEASIBLE)
+
+    def objective_value(self) -> float:
+        return float(self._solver.Objective().Value())
+
+    def best_objective_bound(self) -> float:
+        return float(self._solver.Objective().BestBound())
+
+    def variable_values(self) -> np.ndarray:
+        return np.array([var.solution_value() for var in self._solver.variables()])
 
 
 class ScipOutcome(NamedTuple):
@@ -134,7 +206,7 @@ def _build(levels, weights, totals, hint_b, top_rows=()):
 
 
 class ScipRun:
-    """SCIP on the ordered MILP, in a background thread (OR-Tools releases the GIL while it
+    """SCIP on the ordered MILP, in a background thread (MPSolver releases the GIL while it
     solves), so that the branch and bound can run beside it; `interrupt()` stops it early.
 
     An interrupted run keeps SCIP's proven dual bound, never its incumbent as a bound.
@@ -143,7 +215,7 @@ class ScipRun:
     def __init__(self, levels, weights, totals, *, time_limit_s=None, hint_b=None, top_rows=()):
         totals = np.asarray(totals, np.float64)
         self._model, self._nb, self._t, self._m = _build(levels, weights, totals, hint_b, top_rows)
-        self._solver = mbh.ModelSolverHelper("scip")
+        self._solver = ScipSolver("scip")
         if not self._solver.solver_is_supported():
             raise RuntimeError(
                 "SCIP is not available in this OR-Tools build; use milp_solver='bnb'."
