@@ -86,11 +86,12 @@ class _Table(NamedTuple):
     """Every group's levels as padded arrays (column 0 is level 0: nothing attacked).
 
     Fields: E, C float64 [G, L + 1] thresholds and cumulative counts (E = inf, C = 0 past a
-    group's last level); n int64 [G] levels per group; top float64 [G, L + 1], 1 at each
-    group's last level.
+    group's last level); E0: E with 0 past the last level (finite, for the Lagrangian terms);
+    n int64 [G] levels per group; top float64 [G, L + 1], 1 at each group's last level.
     """
 
     E: np.ndarray
+    E0: np.ndarray
     C: np.ndarray
     n: np.ndarray
     top: np.ndarray
@@ -107,7 +108,7 @@ class _Table(NamedTuple):
             E[g, 1 : n[g] + 1] = lv.eta
             C[g, 1 : n[g] + 1] = lv.cumulative
             top[g, n[g]] = 1.0
-        return cls(E, C, n, top)
+        return cls(E, np.where(np.isfinite(E), E, 0.0), C, n, top)
 
     def in_range(self, lo, hi) -> np.ndarray:
         index = np.arange(self.E.shape[1])[None, :]
@@ -235,11 +236,7 @@ class _Search:
     def offer(self, b) -> None:
         if b is None:
             return
-        feasible = _levels.feasible_spend(b, self.totals)
-        power = np.einsum("gtm,tm->g", self.wrows, feasible)
-        # As `_levels.attacked_level`: levels with E <= P (1 + TIE_RTOL).
-        reached = self.table.E[:, 1:] <= (power * (1.0 + _levels.TIE_RTOL) + 1e-300)[:, None]
-        value = int(self.table.C[np.arange(power.size), reached.sum(axis=1)].sum())
+        value, feasible = _levels.attack_of(self.levels, self.weights, self.totals, b)
         if value > self.best:
             self.best, self.best_b = value, feasible
 
@@ -247,8 +244,7 @@ class _Search:
         """(U(lam, mu), per-level terms [G, L + 1] (-inf outside the node's ranges), their
         per-group maxima [G]) of the module docstring."""
         table = self.table
-        finite_e = np.where(np.isfinite(table.E), table.E, 0.0)
-        terms = table.C - lam[:, None] * finite_e - (mu @ self.membership)[:, None] * table.top
+        terms = table.C - lam[:, None] * table.E0 - (mu @ self.membership)[:, None] * table.top
         terms = np.where(table.in_range(lo, hi), terms, -np.inf)
         best_terms = terms.max(axis=1)
         per_region = np.einsum("g,gtm->tm", lam, self.wrows)
@@ -301,8 +297,9 @@ class _Search:
         return rel.lam, np.zeros(len(self.top_rows)), rel.b, rel.power
 
     def process(self, lo, hi, parent_bound):
-        """Solves a node; returns None (pruned) or (bound, lo, hi, power, lam, mu) with the
-        node's (unclipped) bound as its first entry."""
+        """Solves a node; returns None (pruned) or (bound, lo, hi, power, lam, best_terms) with
+        the node's (unclipped) bound first and each group's largest Lagrangian term (`values`;
+        reduced-cost fixing keeps the level that attains it)."""
         g_count = len(self.levels)
         lo, hi = np.asarray(lo, np.int64), np.asarray(hi, np.int64)
         lower = self.table.E[np.arange(g_count), lo]
@@ -340,9 +337,9 @@ class _Search:
         width = keep.shape[1]
         lo = keep.argmax(axis=1)
         hi = width - 1 - keep[:, ::-1].argmax(axis=1)
-        return (node_bound, lo, hi, power, lam, mu)
+        return (node_bound, lo, hi, power, lam, best_terms)
 
-    def gaps(self, lo, hi, power, lam, mu):
+    def gaps(self, lo, hi, power, lam, best_terms):
         """(j [G], gap [G], candidate bool [G]): the level j each group's LP point reaches
         within its range, how far the LP's value lies above that level's count there (the hull
         value is max_i term_i + lam p by complementary slackness), and whether splitting the
@@ -352,8 +349,7 @@ class _Search:
         p = np.clip(power, table.E[rows, lo], table.E[rows, hi])
         j = (table.in_range(lo, hi) & (table.E <= (p * (1 + _levels.TIE_RTOL))[:, None])).sum(1)
         j = np.clip(lo + j - 1, lo, hi)
-        terms = self.values(lam, mu, lo, hi)[1]
-        gap = terms.max(axis=1) + lam * p - table.C[rows, j]
+        gap = best_terms + lam * p - table.C[rows, j]
         return j, gap, (j < hi) & (lo < hi) & (gap > _GAP)
 
     def score(self, gap, candidate) -> np.ndarray:
@@ -373,15 +369,15 @@ class _Search:
         return [(lo.copy(), left_hi), (right_lo, hi.copy())]
 
     def expand(self, node):
-        """The children of `node` (bound, lo, hi, power, lam, mu) that survive, each with its
+        """The children of `node` (`process`'s tuple) that survive, each with its
         bound clipped by the parent's; None when `node` is a single level vector (a leaf).
 
         Branching: reliability branching on pseudocosts. Candidate groups (largest gap first,
         at most `STRONG_CANDIDATES`) whose splits were seen fewer than `RELIABLE` times on a
         side are split tentatively (both children solved: strong branching), which seeds their
         pseudocosts; then the best-scored group is split (its children reused if solved)."""
-        bound, lo, hi, power, lam, mu = node
-        j, gap, candidate = self.gaps(lo, hi, power, lam, mu)
+        bound, lo, hi, power, lam, best_terms = node
+        j, gap, candidate = self.gaps(lo, hi, power, lam, best_terms)
         solved = {}
         if candidate.any():
             unreliable = candidate & (self.pseudo_n.min(axis=1) < RELIABLE)
@@ -405,11 +401,13 @@ class _Search:
         return self._children(bound, kids, choice)
 
     def _children(self, bound, kids, choice):
+        """Solves both `kids` of a node with bound `bound`, records the bound decrease per unit
+        of gap of the split `choice = (g, gap)` as pseudocosts; returns the surviving ones."""
+        g, gap = choice
         made = []
         for side, (kid_lo, kid_hi) in enumerate(kids):
             child = self.process(kid_lo, kid_hi, bound)
             child_bound = self.best if child is None else min(child[0], bound)
-            g, gap = choice
             if gap > _GAP:
                 self.pseudo[g, side] += max(bound - child_bound, 0.0) / gap
                 self.pseudo_n[g, side] += 1
@@ -470,7 +468,7 @@ def branch_and_bound(
                 node, plunge = plunge, None
             else:
                 node = heapq.heappop(heap)[2]
-            bound, lo, hi, power, lam, mu = node
+            bound, lo = node[0], node[1]
             if _proves(bound, search.best, tol):
                 continue
             try:

@@ -41,6 +41,8 @@ class ScipSolver:
     `ScipRun` uses. Unlike `ModelSolverHelper("scip")`, whose `interrupt_solve()` SCIP ignores
     (a run then goes on to its time limit, or forever without one), MPSolver's SCIP stops within
     milliseconds when interrupted from another thread, and releases the GIL while it solves.
+    `name` exists for parity with `ModelSolverHelper(name)` (so tests can wrap either); only
+    "scip" is meaningful.
     """
 
     def __init__(self, name: str = "scip"):
