@@ -96,3 +96,47 @@ def test_lying_node_lps_never_break_exactness(monkeypatch, mode):
             assert res.attack == exact and res.bound >= exact - 1e-6, (mode, res, exact)
             if res.b is not None:
                 assert res.b.sum() <= 1.0 + 1e-12 and np.all(res.b >= 0)
+
+
+def test_vectorized_lagrangian_equals_the_pointwise_one():
+    """`_clique.lagrangian` (padded arrays, ranges, top-row penalties) against `_relax.dual_bound`
+    on the same points: without rows, over whole and restricted ranges, for random multipliers;
+    with rows, lowering the top points by hand gives the same value plus `mu . kappa`."""
+    from lrsjax.collective import _relax
+
+    rng = np.random.default_rng(2)
+    for _ in range(50):
+        groups, types, m = int(rng.integers(1, 5)), int(rng.integers(1, 3)), 3
+        levels = []
+        for g in range(groups):
+            size = int(rng.integers(1, 6))
+            count = rng.integers(1, 5, size)
+            levels.append(_levels.Level(g, np.sort(rng.uniform(0.1, 2.0, size)), count,
+                                        np.cumsum(count)))  # fmt: skip
+        table = _levels.LevelTable.of(levels)
+        wrows = rng.uniform(0, 1, (groups, types, m))
+        totals = rng.uniform(0.5, 2.0, types)
+        lam = rng.uniform(-0.5, 30.0, groups)
+        lo = np.array([int(rng.integers(0, lv.eta.size + 1)) for lv in levels])
+        hi = np.array([int(rng.integers(a, lv.eta.size + 1)) for a, lv in zip(lo, levels)])
+        for ranges in ((None, None), (lo, hi)):
+            funcs = []
+            for g, lv in enumerate(levels):
+                px, py = lv.points
+                a, b = (0, px.size - 1) if ranges[0] is None else (lo[g], hi[g])
+                funcs.append(_relax.Concave(px[a : b + 1], py[a : b + 1], px[a : b + 1],
+                                            py[a : b + 1]))  # fmt: skip
+            want = _relax.dual_bound(funcs, wrows, totals, lam)
+            got = _clique.lagrangian(table, wrows, totals, lam, (), None, *ranges)[0]
+            assert got == pytest.approx(want, rel=1e-12, abs=1e-9)
+        members = tuple(int(g) for g in np.flatnonzero(rng.random(groups) < 0.7)) or (0,)
+        rows, mu = ((members, 1),), np.array([rng.uniform(0, 5)])
+        funcs = []
+        for g, lv in enumerate(levels):
+            px, py = lv.points
+            py = py.copy()
+            py[-1] -= mu[0] if g in members else 0.0
+            funcs.append(_relax.Concave(px, py, px, py))
+        want = _relax.dual_bound(funcs, wrows, totals, lam) + mu[0]
+        got = _clique.lagrangian(table, wrows, totals, lam, rows, mu)[0]
+        assert got == pytest.approx(want, rel=1e-12, abs=1e-9)

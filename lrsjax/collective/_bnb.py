@@ -34,7 +34,7 @@ import numpy as np
 import scipy.sparse as sp
 from ortools.linear_solver import pywraplp
 
-from lrsjax.collective import _levels, _relax
+from lrsjax.collective import _clique, _levels, _relax
 
 _GAP = 1e-9
 # Warm starts after bound changes: the dual simplex, and no presolve (it would hide the basis).
@@ -82,39 +82,6 @@ def _proves(bound: float, attack: int, tol: float) -> bool:
     return np.floor(bound + tol) <= attack
 
 
-class _Table(NamedTuple):
-    """Every group's levels as padded arrays (column 0 is level 0: nothing attacked).
-
-    Fields: E, C float64 [G, L + 1] thresholds and cumulative counts (E = inf, C = 0 past a
-    group's last level); E0: E with 0 past the last level (finite, for the Lagrangian terms);
-    n int64 [G] levels per group; top float64 [G, L + 1], 1 at each group's last level.
-    """
-
-    E: np.ndarray
-    E0: np.ndarray
-    C: np.ndarray
-    n: np.ndarray
-    top: np.ndarray
-
-    @classmethod
-    def of(cls, levels):
-        n = np.array([lv.eta.size for lv in levels], np.int64)
-        width = int(n.max()) + 1
-        E = np.full((n.size, width), np.inf)
-        C = np.zeros((n.size, width))
-        top = np.zeros((n.size, width))
-        E[:, 0] = 0.0
-        for g, lv in enumerate(levels):
-            E[g, 1 : n[g] + 1] = lv.eta
-            C[g, 1 : n[g] + 1] = lv.cumulative
-            top[g, n[g]] = 1.0
-        return cls(E, np.where(np.isfinite(E), E, 0.0), C, n, top)
-
-    def in_range(self, lo, hi) -> np.ndarray:
-        index = np.arange(self.E.shape[1])[None, :]
-        return (index >= np.asarray(lo)[:, None]) & (index <= np.asarray(hi)[:, None])
-
-
 class _NodeModel:
     """The multiple-choice LP of the module docstring in one GLOP model; nodes change bounds only.
 
@@ -123,7 +90,7 @@ class _NodeModel:
     when `lo_g > 0`), links [G] (`sum_i E_gi u_gi - (W b)_g <= 0`), then one per top row.
     """
 
-    def __init__(self, table: _Table, wrows, totals, top_rows=()):
+    def __init__(self, table: _levels.LevelTable, wrows, totals, top_rows=()):
         self.table = table
         self.wrows = wrows
         g_count, t_count, m_count = wrows.shape
@@ -208,12 +175,8 @@ class _Search:
         self.tol = tol
         self.wrows = np.stack([weights[:, lv.group, :] for lv in levels])  # [G, T, M]
         self.points = [lv.points for lv in levels]
-        self.table = _Table.of(levels)
+        self.table = _levels.LevelTable.of(levels)
         self.top_rows = tuple(top_rows)
-        self.kappas = np.array([kappa for _, kappa in self.top_rows], np.float64)
-        self.membership = np.zeros((len(self.top_rows), len(levels)))
-        for r, (members, _) in enumerate(self.top_rows):
-            self.membership[r, list(members)] = 1.0
         self.model = _NodeModel(self.table, self.wrows, self.totals, self.top_rows)
         self.cache: dict = {}
         self.best = 0
@@ -242,16 +205,9 @@ class _Search:
 
     def values(self, lam, mu, lo, hi):
         """(U(lam, mu), per-level terms [G, L + 1] (-inf outside the node's ranges), their
-        per-group maxima [G]) of the module docstring."""
-        table = self.table
-        terms = table.C - lam[:, None] * table.E0 - (mu @ self.membership)[:, None] * table.top
-        terms = np.where(table.in_range(lo, hi), terms, -np.inf)
-        best_terms = terms.max(axis=1)
-        per_region = np.einsum("g,gtm->tm", lam, self.wrows)
-        bound = float(best_terms.sum()) + float(
-            np.sum(self.totals * np.maximum(0.0, per_region.max(axis=1)))
-        )
-        return bound + float(mu @ self.kappas), terms, best_terms
+        per-group maxima [G]): `_clique.lagrangian` over the node's ranges."""
+        return _clique.lagrangian(self.table, self.wrows, self.totals, lam, self.top_rows, mu,
+                                  lo, hi)  # fmt: skip
 
     def infeasible(self, lower: np.ndarray, funcs) -> bool:
         """True if no spend reaches `lower` (rigorous: a multiplier with U(lam) below `best`)."""

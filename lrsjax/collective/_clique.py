@@ -35,7 +35,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from lrsjax.collective import _relax
+from lrsjax.collective import _levels, _relax
 
 _MARGIN = 1e-8  # relative; > _levels.TIE_RTOL
 MAX_GROUPS = 200  # pairwise tests are O(G^2 M^2): above this many groups none are made
@@ -111,29 +111,50 @@ def greedy_cliques(conflict: np.ndarray) -> tuple:
     return tuple(found)
 
 
+def lagrangian(table, wrows, totals, lam, rows=(), mu=None, lo=None, hi=None):
+    """U(lam, mu) of the module docstring, vectorized over a `_levels.LevelTable`, for any
+    number of budget types and optionally with each group restricted to levels `lo..hi`.
+
+    Args:
+      table: `_levels.LevelTable` of G groups. wrows: float64 [G, T, M], `W[t, k_g, j]`.
+      totals: float64 [T]. lam: float64 [G] (valid for lam >= 0: negatives are clipped).
+      rows: `(S, kappa)` pairs (`top_rows`); mu: float64 [len(rows)] >= 0 (clipped), their
+        multipliers. lo, hi: int [G] level ranges (default: every level, level 0 included).
+    Returns:
+      (bound, terms float64 [G, L + 1] = C - lam E - [i = top] sum_{S containing g} mu_S
+      (-inf outside the ranges), best_terms [G] their per-group maxima).
+    """
+    lam = np.maximum(np.asarray(lam, np.float64), 0.0)
+    penalty = np.zeros(lam.size)
+    offset = 0.0
+    if rows:
+        mu = np.maximum(np.asarray(mu, np.float64), 0.0)
+        for mu_s, (members, kappa) in zip(mu, rows):
+            penalty[list(members)] += mu_s
+            offset += float(mu_s) * float(kappa)
+    terms = table.C - lam[:, None] * table.E0 - penalty[:, None] * table.top
+    if lo is not None:
+        terms = np.where(table.in_range(lo, hi), terms, -np.inf)
+    else:
+        terms = np.where(np.isfinite(table.E), terms, -np.inf)
+    best_terms = terms.max(axis=1)
+    per_region = np.einsum("g,gtm->tm", lam, wrows)
+    spend = float(np.sum(np.asarray(totals, np.float64) * np.maximum(0.0, per_region.max(axis=1))))
+    return float(best_terms.sum()) + spend + offset, terms, best_terms
+
+
 def dual_bound(levels, wrows: np.ndarray, lam: np.ndarray, rows, mu: np.ndarray) -> float:
-    """U(lam, mu) of the module docstring for rows `(S, kappa)` (valid for lam, mu >= 0): the
-    hull's Lagrangian bound (`_relax.dual_bound`) with each top level's count lowered by the
-    multipliers of its rows, plus `sum_S mu_S kappa_S`."""
-    mu = np.maximum(np.asarray(mu, np.float64), 0.0)
-    penalty = np.zeros(len(levels))
-    for s, (members, _) in enumerate(rows):
-        penalty[list(members)] += mu[s]
-    funcs = []
-    for lv, p in zip(levels, penalty):
-        px, py = lv.points
-        py = py.copy()
-        py[-1] -= p
-        funcs.append(_relax.Concave(px, py, px, py))  # only px, py enter the bound
-    kappas = np.array([kappa for _, kappa in rows], np.float64)
-    return _relax.dual_bound(funcs, wrows[:, None, :], np.ones(1), lam) + float(mu @ kappas)
+    """U(lam, mu) of the module docstring for rows `(S, kappa)` (valid for lam, mu >= 0), one
+    budget type with total 1: `lagrangian` over every level of `levels` (wrows [G, M])."""
+    table = _levels.LevelTable.of(levels)
+    return lagrangian(table, wrows[:, None, :], np.ones(1), lam, rows, mu)[0]
 
 
 def max_tops(levels, wrows: np.ndarray, time_limit_s: float) -> int | None:
     """A proven upper bound on how many top levels one attack reaches together (SCIP on the
     problem with one unit output per group at its top threshold, lowered by the margin), or
     None if SCIP gives no bound. Each is a valid `kappa` for the row over all groups."""
-    from lrsjax.collective import _levels, _scip
+    from lrsjax.collective import _scip
 
     one = np.ones(1, np.int64)
     single = [

@@ -45,6 +45,41 @@ class Level(NamedTuple):
         return x, y
 
 
+class LevelTable(NamedTuple):
+    """Every group's levels as padded arrays (column 0 is level 0: nothing attacked), for
+    vectorized bounds over all groups at once.
+
+    Fields: E, C float64 [G, L + 1] thresholds and cumulative counts (E = inf, C = 0 past a
+    group's last level); E0: E with 0 past the last level (finite, for Lagrangian terms);
+    n int64 [G] levels per group; top float64 [G, L + 1], 1 at each group's last level.
+    """
+
+    E: np.ndarray
+    E0: np.ndarray
+    C: np.ndarray
+    n: np.ndarray
+    top: np.ndarray
+
+    @classmethod
+    def of(cls, levels: list[Level]) -> LevelTable:
+        n = np.array([lv.eta.size for lv in levels], np.int64)
+        width = int(n.max()) + 1
+        E = np.full((n.size, width), np.inf)
+        C = np.zeros((n.size, width))
+        top = np.zeros((n.size, width))
+        E[:, 0] = 0.0
+        for g, lv in enumerate(levels):
+            E[g, 1 : n[g] + 1] = lv.eta
+            C[g, 1 : n[g] + 1] = lv.cumulative
+            top[g, n[g]] = 1.0
+        return cls(E, np.where(np.isfinite(E), E, 0.0), C, n, top)
+
+    def in_range(self, lo, hi) -> np.ndarray:
+        """bool [G, L + 1]: level i of group g lies in `lo[g]..hi[g]` (int [G] each)."""
+        index = np.arange(self.E.shape[1])[None, :]
+        return (index >= np.asarray(lo)[:, None]) & (index <= np.asarray(hi)[:, None])
+
+
 def levels_of(eta: np.ndarray, multiplicity: np.ndarray, group: np.ndarray) -> list[Level]:
     """Levels of every group that has rows, groups in increasing order. O(R log R)."""
     if eta.size == 0:
