@@ -199,7 +199,8 @@ class _Search:
     def offer(self, b) -> None:
         if b is None:
             return
-        value, feasible = _levels.attack_of(self.levels, self.weights, self.totals, b)
+        feasible = _levels.feasible_spend(b, self.totals)
+        value = self.table.attacked(np.einsum("gtm,tm->g", self.wrows, feasible))
         if value > self.best:
             self.best, self.best_b = value, feasible
 

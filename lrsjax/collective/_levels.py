@@ -74,6 +74,13 @@ class LevelTable(NamedTuple):
             top[g, n[g]] = 1.0
         return cls(E, np.where(np.isfinite(E), E, 0.0), C, n, top)
 
+    def attacked(self, power: np.ndarray) -> int:
+        """Outputs attacked when group g receives spend `power[g]` (float64 [G]): the
+        vectorized `attacked_level` (same tie rule, `TIE_RTOL`) summed over the groups."""
+        reach = np.asarray(power, np.float64) * (1.0 + TIE_RTOL) + 1e-300
+        level = (self.E[:, 1:] <= reach[:, None]).sum(axis=1)
+        return int(self.C[np.arange(self.C.shape[0]), level].sum())
+
     def in_range(self, lo, hi) -> np.ndarray:
         """bool [G, L + 1]: level i of group g lies in `lo[g]..hi[g]` (int [G] each)."""
         index = np.arange(self.E.shape[1])[None, :]
