@@ -21,9 +21,12 @@ def _wrows(levels, w):
     return np.stack([w[0, lv.group, :] for lv in levels])
 
 
-def test_branch_and_bound_with_top_rows_equals_brute_force():
+@pytest.mark.parametrize("cold_nodes", [0, 10**9, _bnb.COLD_NODES])
+def test_branch_and_bound_with_top_rows_equals_brute_force(monkeypatch, cold_nodes):
     """The node LPs carry the clique and kappa rows of `_clique`; the search stays exact, and
-    the rows lower the root bound on most instances (they are really in the node LPs)."""
+    the rows lower the root bound on most instances (they are really in the node LPs). Exact
+    too when every node is solved from scratch (cold), and with the default switch-over."""
+    monkeypatch.setattr(_bnb, "COLD_NODES", cold_nodes)
     rng = np.random.default_rng(11)
     tighter = cases = 0
     for _ in range(10):
@@ -39,7 +42,7 @@ def test_branch_and_bound_with_top_rows_equals_brute_force():
             assert res.attack == exact, (eps, rows)
             plain = _bnb.branch_and_bound(levels, w, ones, tol=1e-6)
             assert plain.attack == exact
-            if rows:
+            if rows and cold_nodes == 0:
                 cases += 1
                 search = _bnb._Search(levels, w, ones, 1e-6, rows)
                 bare = _bnb._Search(levels, w, ones, 1e-6)
@@ -49,7 +52,8 @@ def test_branch_and_bound_with_top_rows_equals_brute_force():
                 without = bare.process(zero, top, np.inf)
                 if with_rows is None or without is None or with_rows[0] < without[0] - 1e-6:
                     tighter += 1
-    assert cases >= 10 and tighter >= cases // 2, (tighter, cases)
+    if cold_nodes == 0:
+        assert cases >= 10 and tighter >= cases // 2, (tighter, cases)
 
 
 def _lying(mode):
@@ -83,6 +87,7 @@ def test_lying_node_lps_never_break_exactness(monkeypatch, mode):
     do not verify are solved again from scratch, claimed infeasibility is proven or ignored,
     loose multipliers only give looser (valid) bounds, spends are clipped before counting."""
     monkeypatch.setattr(_bnb._NodeModel, "solve", _lying(mode))
+    monkeypatch.setattr(_bnb, "COLD_NODES", 0)  # every node through the (lying) warm model
     rng = np.random.default_rng(5)
     for _ in range(4):
         certs, weights, eta, group = _ceiling_certs(rng, groups=3)
@@ -140,3 +145,28 @@ def test_vectorized_lagrangian_equals_the_pointwise_one():
         want = _relax.dual_bound(funcs, wrows, totals, lam) + mu[0]
         got = _clique.lagrangian(table, wrows, totals, lam, rows, mu)[0]
         assert got == pytest.approx(want, rel=1e-12, abs=1e-9)
+
+
+def test_failing_cold_solves_fall_back_to_the_warm_model(monkeypatch):
+    """The first nodes are solved from scratch; when that fails (`_Unreliable`), the warm model
+    answers instead and the search stays exact (it does not give up)."""
+
+    def failing(self, lo, hi, lower):
+        raise _bnb._Unreliable(np.inf)
+
+    rng = np.random.default_rng(7)
+    solved = 0
+    for _ in range(4):
+        certs, weights, eta, group = _ceiling_certs(rng, groups=3)
+        for eps in (1.0, 1.5):
+            levels, w, ones = _scaled_problem(certs, weights, eps)
+            if not levels:
+                continue
+            exact = _brute_force_attack(weights, eta, group, eps**2)
+            with monkeypatch.context() as patch:
+                patch.setattr(_bnb._Search, "_cold", failing)
+                patch.setattr(_bnb, "COLD_NODES", 10**9)
+                res = _bnb.branch_and_bound(levels, w, ones, tol=1e-6)
+            assert res.optimal and not res.failed and res.attack == exact
+            solved += 1
+    assert solved >= 4

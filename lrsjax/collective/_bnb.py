@@ -44,6 +44,10 @@ _VERIFIED_RTOL = 1e-6  # a node LP is trusted when U(lam, mu) meets its objectiv
 # group's pseudocost has fewer than RELIABLE observations on a side.
 STRONG_CANDIDATES = 8
 RELIABLE = 1
+# The first nodes of a search are solved from scratch (`_relax.solve_relaxation`, a few hull
+# segments per group); the warm GLOP model, whose construction costs about as much as tens of
+# such solves, is built only when a search goes on longer (most graph budgets need about 20 nodes).
+COLD_NODES = 64
 
 
 class MilpOutcome(NamedTuple):
@@ -177,7 +181,7 @@ class _Search:
         self.points = [lv.points for lv in levels]
         self.table = _levels.LevelTable.of(levels)
         self.top_rows = tuple(top_rows)
-        self.model = _NodeModel(self.table, self.wrows, self.totals, self.top_rows)
+        self._model = None
         self.cache: dict = {}
         self.best = 0
         self.best_b = None
@@ -185,6 +189,12 @@ class _Search:
         # Pseudocosts: bound decrease per unit of branching gap, [G, 2] (down, up) sums/counts.
         self.pseudo = np.zeros((len(levels), 2))
         self.pseudo_n = np.zeros((len(levels), 2))
+
+    @property
+    def model(self) -> _NodeModel:
+        if self._model is None:
+            self._model = _NodeModel(self.table, self.wrows, self.totals, self.top_rows)
+        return self._model
 
     def func(self, g, lo, hi) -> _relax.Concave:
         key = (g, lo, hi)
@@ -261,8 +271,17 @@ class _Search:
         lo, hi = np.asarray(lo, np.int64), np.asarray(hi, np.int64)
         lower = self.table.E[np.arange(g_count), lo]
         self.nodes += 1
-        out = self.model.solve(lo, hi)
-        solved, values = None, None
+        solved, values, out = None, None, None
+        if self.nodes <= COLD_NODES:
+            try:
+                solved = self._cold(lo, hi, lower)
+            except _Unreliable:
+                out = self.model.solve(lo, hi)  # the warm model may still succeed
+            else:
+                if solved is None:
+                    return None
+        else:
+            out = self.model.solve(lo, hi)
         if isinstance(out, tuple):
             lam, mu, b, power, objective = out
             values = self.values(lam, mu, lo, hi)
