@@ -170,3 +170,55 @@ def test_failing_cold_solves_fall_back_to_the_warm_model(monkeypatch):
             assert res.optimal and not res.failed and res.attack == exact
             solved += 1
     assert solved >= 4
+
+
+def _root_bound(search):
+    """U(lam, mu) of the warm model's root LP (checked to be at least its objective)."""
+    top = np.array([lv.eta.size for lv in search.levels])
+    zero = np.zeros(top.size, np.int64)
+    lam, mu, _, _, objective = search.model.solve(zero, top)
+    value = search.values(lam, mu, zero, top)[0]
+    assert value >= objective - 1e-6
+    return value
+
+
+class _RowsLater:
+    """A `poll` that hands `rows` over on its second call (after the root)."""
+
+    def __init__(self, rows):
+        self.rows, self.calls = rows, 0
+
+    def __call__(self):
+        self.calls += 1
+        return self.rows if self.calls == 2 else ()
+
+
+def test_rows_handed_over_during_the_search_reach_later_node_lps(monkeypatch):
+    """`poll` hands rows to a running search (the portfolio's kappa row): a valid row keeps the
+    search exact; a deliberately invalid row (no top level at all) given after the root is
+    obeyed by later nodes, which shows the rows really enter the node LPs."""
+    monkeypatch.setattr(_bnb, "COLD_NODES", 0)
+    rng = np.random.default_rng(13)
+    checked = obeyed = 0
+    for _ in range(10):
+        certs, weights, eta, group = _ceiling_certs(rng, groups=4)
+        for eps in (1.3, 1.6):
+            levels, w, ones = _scaled_problem(certs, weights, eps)
+            if len(levels) < 3:
+                continue
+            exact = _brute_force_attack(weights, eta, group, eps**2)
+            kappa = _clique.max_tops(levels, _wrows(levels, w), 5.0)
+            poll = _RowsLater(_clique.kappa_row(levels, kappa))
+            res = _bnb.branch_and_bound(levels, w, ones, tol=1e-6, poll=poll)
+            assert res.optimal and res.attack == exact
+            checked += 1
+            # The same node solved again after rows were added: a valid row keeps the bound
+            # above the exact attack; a row with kappa 0 (no top level anywhere) lowers it
+            # whenever the LP point used a top level.
+            search = _bnb._Search(levels, w, ones, 1e-6)
+            before = _root_bound(search)
+            search.add_rows(_clique.kappa_row(levels, kappa))
+            assert _root_bound(search) >= exact - 1e-6
+            search.add_rows(((tuple(range(len(levels))), 0),))
+            obeyed += _root_bound(search) < before - 1e-6
+    assert checked >= 8 and obeyed >= 3, (checked, obeyed)
