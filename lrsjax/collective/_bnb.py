@@ -445,32 +445,20 @@ def branch_and_bound(
         counter += 1
         heapq.heappush(heap, (-node[0], counter, node))
 
-    def solve_root():
-        root = search.process([0] * len(levels), [lv.eta.size for lv in levels], top)
-        return None if root is None else (min(root[0], top), *root[1:])
-
     try:
-        root = solve_root()
+        root = search.process([0] * len(levels), [lv.eta.size for lv in levels], top)
         if root is not None:
+            root = (min(root[0], top), *root[1:])
             push(root)
         while heap or plunge is not None:
             if deadline is not None and time.perf_counter() > deadline:
                 break
             if stop is not None and stop():
                 break
-            more = poll() if poll is not None else ()
-            if more:
-                search.add_rows(more)
-                # When the rows lower the root bound, the tree grown without them (shaped by
-                # weaker LP points) is dropped and the search starts again from the root, which
-                # covers every open node; the incumbent and the pseudocosts are kept.
-                again = solve_root()
-                if again is None or root is None or again[0] < root[0] - _GAP * max(1.0, top):
-                    heap.clear()
-                    plunge, root = None, again
-                    if again is not None:
-                        push(again)
-                    continue
+            if poll is not None:
+                more = poll()
+                if more:
+                    search.add_rows(more)
             if plunge is not None:
                 node, plunge = plunge, None
             else:
