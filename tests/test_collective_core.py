@@ -199,55 +199,6 @@ def test_zero_budget_needs_no_solve_and_bad_inputs_raise():
         collective.certify_collective(certs, [np.nan])
 
 
-def _many_groups_problem(seed):
-    """(problem, budgets): 10 groups of one or two rows each, every group left in the MILP."""
-    rng = np.random.default_rng(seed)
-    groups, rows = 10, 11
-    weights = rng.uniform(0.05, 1.0, (1, groups, groups)) + 3.0 * np.eye(groups)[None]
-    group = np.concatenate([np.arange(groups), rng.integers(0, groups, rows - groups)])
-    eta = rng.uniform(0.3, 1.5, rows)
-    certs = make_base_certificates(np.zeros(rows), np.zeros(rows, bool), eta, group, weights, "l2")
-    return collective.from_base_certs(certs), np.array([0.7, 0.8])
-
-
-class _KappaNeverDone:
-    """A kappa run (`_clique.KappaRun`) that is still going when the search ends."""
-
-    def __init__(self, *args, **kwargs):
-        self.interrupted = False
-
-    def done(self):
-        return False
-
-    def interrupt(self):
-        self.interrupted = True
-
-    def kappa(self):
-        return None
-
-
-@pytest.mark.parametrize("search_fails", [False, True])
-def test_portfolio_before_kappa_is_proven(search_fails, monkeypatch):
-    # The portfolio starts the branch and bound while kappa is still being proven and starts
-    # SCIP only once it is. A search that ends first gives the answer on its own ("BNB+GLOP");
-    # one that fails (node LPs it cannot trust) hands over to SCIP with the time left.
-    from lrsjax.collective import _bnb, _clique
-
-    monkeypatch.setattr(_clique, "KappaRun", _KappaNeverDone)
-    monkeypatch.setattr(_clique, "wants_kappa", lambda levels, wrows: True)
-    if search_fails:
-        failed = _bnb.MilpOutcome(0, np.inf, None, False, 0, True)
-        monkeypatch.setattr(_bnb, "branch_and_bound", lambda *args, **kwargs: failed)
-    problem, budgets = _many_groups_problem(0)
-    auto = collective.solve(problem, budgets, mode="milp", milp_solver="auto")
-    for index, eps in enumerate(budgets):
-        totals = budget_totals("l2", [eps])[0]
-        assert auto.certified[index] == problem.num_outputs - _brute_force_attack(problem, totals)
-    searched = [s for s in auto.solver if s.startswith("BNB")]
-    assert searched and set(searched) == {"BNB+SCIP" if search_fails else "BNB+GLOP"}
-    assert all(s in ("OPTIMAL", "NAIVE_ONLY", "MONOTONE_ZERO") for s in auto.status)
-
-
 @pytest.mark.parametrize("seed", [0, pytest.param(1, marks=pytest.mark.slow)])
 @pytest.mark.parametrize("top_rows", [False, True])
 def test_auto_portfolio_on_many_groups_equals_brute_force(seed, top_rows, monkeypatch):
@@ -259,7 +210,14 @@ def test_auto_portfolio_on_many_groups_equals_brute_force(seed, top_rows, monkey
 
     if not top_rows:
         monkeypatch.setattr(_clique, "MAX_GROUPS", 0)
-    problem, budgets = _many_groups_problem(seed)
+    rng = np.random.default_rng(seed)
+    groups, rows = 10, 11
+    weights = rng.uniform(0.05, 1.0, (1, groups, groups)) + 3.0 * np.eye(groups)[None]
+    group = np.concatenate([np.arange(groups), rng.integers(0, groups, rows - groups)])
+    eta = rng.uniform(0.3, 1.5, rows)
+    certs = make_base_certificates(np.zeros(rows), np.zeros(rows, bool), eta, group, weights, "l2")
+    problem = collective.from_base_certs(certs)
+    budgets = np.array([0.7, 0.8])  # every group is left in the MILP
     auto = collective.solve(problem, budgets, mode="milp", milp_solver="auto")
     for index, eps in enumerate(budgets):
         totals = budget_totals("l2", [eps])[0]

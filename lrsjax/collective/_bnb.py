@@ -127,7 +127,10 @@ class _NodeModel:
             self.links.append(row)
         self.rows = []
         for members, kappa in top_rows:
-            self.add_row(members, kappa)
+            row = solver.Constraint(-inf, float(kappa))
+            for g in members:
+                row.SetCoefficient(self.u[g][-1], 1.0)
+            self.rows.append(row)
         objective = solver.Objective()
         for g in range(g_count):
             for i, var in enumerate(self.u[g]):
@@ -135,13 +138,6 @@ class _NodeModel:
         objective.SetMaximization()
         self.open = table.in_range(np.zeros(g_count, np.int64), table.n)  # u_gi's bound is 1
         self.forced = np.zeros(g_count, bool)  # choice row lower bound 1
-
-    def add_row(self, members, kappa) -> None:
-        """Adds the top row `sum_{g in members} u_{g,top} <= kappa` (later nodes see it)."""
-        row = self.solver.Constraint(-self.solver.infinity(), float(kappa))
-        for g in members:
-            row.SetCoefficient(self.u[g][-1], 1.0)
-        self.rows.append(row)
 
     def solve(self, lo, hi):
         """(lam [G], mu [rows], b [T, M], power [G], objective) of the node, or the status string
@@ -193,14 +189,6 @@ class _Search:
         # Pseudocosts: bound decrease per unit of branching gap, [G, 2] (down, up) sums/counts.
         self.pseudo = np.zeros((len(levels), 2))
         self.pseudo_n = np.zeros((len(levels), 2))
-
-    def add_rows(self, rows) -> None:
-        """Valid top rows found during the search (e.g. a kappa row proven beside it): every node
-        solved from now on has them; bounds already computed stay valid."""
-        self.top_rows = self.top_rows + tuple(rows)
-        if self._model is not None:
-            for members, kappa in rows:
-                self._model.add_row(members, kappa)
 
     @property
     def model(self) -> _NodeModel:
@@ -414,7 +402,6 @@ def branch_and_bound(
     deadline: float | None = None,
     stop=None,
     top_rows=(),
-    poll=None,
 ) -> MilpOutcome:
     """The exact largest attack over `levels` (already naive-filtered) for budget `totals`.
 
@@ -429,8 +416,6 @@ def branch_and_bound(
         another solver running beside it has finished).
       top_rows: valid rows `(S, kappa)` on the groups' top levels (`_clique.top_rows`; one
         budget type only), added to every node LP.
-      poll: optional callable, called before every node; it returns further valid top rows
-        (possibly none) that every later node LP gets (`_Search.add_rows`).
     """
     search = _Search(levels, weights, totals, tol, top_rows)
     for b in incumbents:
@@ -455,10 +440,6 @@ def branch_and_bound(
                 break
             if stop is not None and stop():
                 break
-            if poll is not None:
-                more = poll()
-                if more:
-                    search.add_rows(more)
             if plunge is not None:
                 node, plunge = plunge, None
             else:

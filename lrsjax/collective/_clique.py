@@ -150,61 +150,21 @@ def dual_bound(levels, wrows: np.ndarray, lam: np.ndarray, rows, mu: np.ndarray)
     return lagrangian(table, wrows[:, None, :], np.ones(1), lam, rows, mu)[0]
 
 
-def _kappa_of(out, g_count: int) -> int | None:
-    if out.status not in ("OPTIMAL", "FEASIBLE") or not np.isfinite(out.bound):
-        return None
-    kappa = int(np.floor(out.bound + 1e-6))
-    return kappa if kappa < g_count else None
-
-
-class KappaRun:
-    """`max_tops` in a background thread (SCIP releases the GIL), so that a search can go on
-    beside it: `done()`, then `kappa()` (None when SCIP gives no bound below the number of
-    groups); `interrupt()` stops it early (an interrupted run still gives its proven bound)."""
-
-    def __init__(self, levels, wrows: np.ndarray, time_limit_s: float):
-        from lrsjax.collective import _scip
-
-        one = np.ones(1, np.int64)
-        single = [
-            _levels.Level(g, np.array([lv.eta[-1] * (1.0 - _MARGIN)]), one, one)
-            for g, lv in enumerate(levels)
-        ]
-        self.g_count = len(levels)
-        self.run = _scip.ScipRun(single, wrows[None], np.ones(1), time_limit_s=time_limit_s)
-        self.run.start()
-
-    def done(self) -> bool:
-        return self.run.done()
-
-    def interrupt(self) -> None:
-        self.run.interrupt()
-
-    def kappa(self) -> int | None:
-        return _kappa_of(self.run.result(), self.g_count)
-
-
 def max_tops(levels, wrows: np.ndarray, time_limit_s: float) -> int | None:
     """A proven upper bound on how many top levels one attack reaches together (SCIP on the
     problem with one unit output per group at its top threshold, lowered by the margin), or
-    None if SCIP gives no bound (or none below the number of groups). Each is a valid `kappa`
-    for the row over all groups."""
-    return KappaRun(levels, wrows, time_limit_s).kappa()
+    None if SCIP gives no bound. Each is a valid `kappa` for the row over all groups."""
+    from lrsjax.collective import _scip
 
-
-def wants_kappa(levels, wrows: np.ndarray) -> bool:
-    """Whether `top_rows` would look for a kappa row: 3..MAX_GROUPS groups, and some pair of
-    top levels reachable together (else the cliques say it all)."""
-    g_count = len(levels)
-    if g_count < 3 or g_count > MAX_GROUPS:
-        return False
-    tops = np.array([lv.eta[-1] for lv in levels])
-    return bool(top_conflicts(tops, wrows).sum() < g_count * (g_count - 1))
-
-
-def kappa_row(levels, kappa: int | None) -> tuple:
-    """The row over all groups for a `max_tops` bound (empty when there is none)."""
-    return () if kappa is None else ((tuple(range(len(levels))), kappa),)
+    one = np.ones(1, np.int64)
+    single = [
+        _levels.Level(g, np.array([lv.eta[-1] * (1.0 - _MARGIN)]), one, one)
+        for g, lv in enumerate(levels)
+    ]
+    out = _scip.solve_scip(single, wrows[None], np.ones(1), time_limit_s=time_limit_s)
+    if out.status not in ("OPTIMAL", "FEASIBLE") or not np.isfinite(out.bound):
+        return None
+    return int(np.floor(out.bound + 1e-6))
 
 
 def top_rows(levels, wrows: np.ndarray, kappa_time_s: float | None = None) -> tuple:
@@ -217,8 +177,10 @@ def top_rows(levels, wrows: np.ndarray, kappa_time_s: float | None = None) -> tu
     tops = np.array([lv.eta[-1] for lv in levels])
     conflict = top_conflicts(tops, wrows)
     rows = [(clique, 1) for clique in greedy_cliques(conflict)]
-    if kappa_time_s is not None and wants_kappa(levels, wrows):
-        rows.extend(kappa_row(levels, max_tops(levels, wrows, kappa_time_s)))
+    if kappa_time_s is not None and g_count >= 3 and conflict.sum() < g_count * (g_count - 1):
+        kappa = max_tops(levels, wrows, kappa_time_s)
+        if kappa is not None and kappa < g_count:
+            rows.append((tuple(range(g_count)), kappa))
     return tuple(rows)
 
 

@@ -251,15 +251,11 @@ class Engine:
         # MILP, with the hull bound as a safety net.
         hull, funcs = self._relaxation(scaled, reach, "hull", hull_key)
         # Rows on the top levels: pairwise cliques, and a cap on how many top levels one attack
-        # reaches (kappa: a small SCIP solve of its own, a few seconds at most). SCIP alone waits
-        # for kappa; the portfolio starts the branch and bound at once and hands kappa to it
-        # (and starts the big SCIP) when it is proven.
+        # reaches (a small SCIP solve of its own, a few seconds at most).
         kappa_time = KAPPA_TIME_S
         if deadline is not None:
             kappa_time = min(kappa_time, max(deadline - time.perf_counter(), 0.0) / 4)
-        if kappa_time <= 0.01:
-            kappa_time = None
-        rows, wrows = self._top_rows(scaled, kappa_time if solver == "scip" else None)
+        rows, wrows = self._top_rows(scaled, kappa_time if kappa_time > 0.01 else None)
         strong = self._clique(scaled, funcs, hull, rows, wrows)
         if strong is not None:  # a smaller rigorous bound: it stands in for the hull bound
             hull = hull._replace(bound=strong.bound)
@@ -273,58 +269,28 @@ class Engine:
             self._remember(scaled, best_b)
         if np.floor(hull.bound + tol) <= found:
             return done(naive, remaining, hull.bound, found, "OPTIMAL", "milp", "GLOP")
-
-        def start_scip(more_rows=()):
-            left = None if deadline is None else max(deadline - time.perf_counter(), 1e-3)
-            return _scip.ScipRun(
-                levels, weights, ones, time_limit_s=left, hint_b=best_b,
-                top_rows=rows + tuple(more_rows),
-            ).start()  # fmt: skip
-
+        left = None if deadline is None else max(deadline - time.perf_counter(), 1e-3)
+        run = _scip.ScipRun(
+            levels, weights, ones, time_limit_s=left, hint_b=best_b, top_rows=rows
+        ).start()
         bound, label, failed = hull.bound, "SCIP", False
         if solver == "portfolio":
             # Both solvers at once (OR-Tools releases the GIL while SCIP works): the first to
             # finish stops the other; every bound either proves is valid, so the smaller counts.
-            # While kappa is being proven, its SCIP takes the second core instead.
-            kappa = None
-            if kappa_time is not None and wrows is not None and _clique.wants_kappa(levels, wrows):
-                kappa = _clique.KappaRun(levels, wrows, kappa_time)
-            scip: list = [] if kappa is not None else [start_scip()]
-
-            def poll():
-                if scip or not kappa.done():
-                    return ()
-                more = _clique.kappa_row(levels, kappa.kappa())
-                scip.append(start_scip(more))
-                return more
-
             seeds = incumbents + ([best_b] if best_b is not None else [])
             res = _bnb.branch_and_bound(
                 levels, weights, ones, tol=tol, incumbents=seeds, deadline=deadline,
-                stop=lambda: bool(scip) and scip[0].proved(), top_rows=rows,
-                poll=poll if kappa is not None else None,
+                stop=run.proved, top_rows=rows,
             )  # fmt: skip
-            if kappa is not None:
-                kappa.interrupt()
-            if res.b is not None:
-                self._remember(scaled, res.b)
-            found = max(found, res.attack)
-            if not scip:  # the search ended before kappa was proven: SCIP never started
-                if not res.failed:
-                    bound = min(bound, res.bound)
-                    status = "OPTIMAL" if np.floor(bound + tol) <= found else "TIME_LIMIT_BOUND"
-                    return done(naive, remaining, bound, found, status, "milp", "BNB+GLOP")
-                # A failing node LP: SCIP takes over with the time left.
-                scip.append(start_scip(_clique.kappa_row(levels, kappa.kappa())))
-            run = scip[0]
             if not res.failed:
                 # Finished, or at the deadline, or SCIP proved the optimum: SCIP need not go on.
                 # After a failing node LP the branch and bound gives up early and SCIP keeps its
                 # time.
                 run.interrupt()
+            if res.b is not None:
+                self._remember(scaled, res.b)
+            found = max(found, res.attack)
             bound, label, failed = min(bound, res.bound), "BNB+SCIP", res.failed
-        else:
-            run = start_scip()
         out = run.result()
         if out.b is not None:  # SCIP's attack, re-counted as a genuine spend for later budgets
             value, feasible = _levels.attack_of(levels, weights, ones, out.b)
