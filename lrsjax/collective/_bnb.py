@@ -8,8 +8,10 @@ A node restricts every group to a range of levels `lo_g..hi_g`. Its relaxation i
 `_relax` over the points `lo_g..hi_g` with `P_g >= E_{g,lo_g}`, written as a multiple-choice LP
 (one weight `u_gi` per level, `sum_i u_gi <= 1`, `= 1` when `lo_g > 0`, `sum_i E_gi u_gi <=
 (W b)_g`; its optimum is the concave hull), optionally with the top-level rows of `_clique`
-(`sum_{g in S} u_{g,top} <= kappa`). One GLOP model serves every node: a node only changes
-variable and row bounds, so GLOP starts from the previous node's basis (`_NodeModel`). The node's
+(`sum_{g in S} u_{g,top} <= kappa`). One GLOP model serves every node after the first
+`COLD_NODES` (which are solved from scratch by `_relax.solve_relaxation`, cheaper than building
+the model for short searches): a node only changes variable and row bounds, so GLOP starts from
+the previous node's basis (`_NodeModel`). The node's
 bound is the rigorous Lagrangian bound `U(lam, mu)` (float64, independent of GLOP's tolerances),
 so a node is pruned only when it provably holds no attack larger than the best one found; a node
 LP that does not verify is solved again from scratch (`_relax.solve_relaxation`). Attacks found
