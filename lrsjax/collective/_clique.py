@@ -9,7 +9,7 @@ pairwise, every attack reaches at most one of them:
     sum_{g in S} [level_g = top_g] <= 1.
 
 More generally, if no attack reaches more than `kappa` of the top levels of S (`max_tops`: a
-proven SCIP bound on that small covering problem, used by the exact MILP), then
+proven bound on that small covering problem from `_kappa`, used by the exact MILP), then
 `sum_{g in S} [level_g = top_g] <= kappa`.
 
 Localized smoothing makes this common: many outputs of a cell share the largest radius (every
@@ -31,11 +31,12 @@ declared conflicting when a spend reaches both levels up to the tie tolerance of
 
 from __future__ import annotations
 
+import time
 from typing import NamedTuple
 
 import numpy as np
 
-from lrsjax.collective import _levels, _relax
+from lrsjax.collective import _kappa, _levels, _relax
 
 _MARGIN = 1e-8  # relative; > _levels.TIE_RTOL
 MAX_GROUPS = 200  # pairwise tests are O(G^2 M^2): above this many groups none are made
@@ -151,20 +152,13 @@ def dual_bound(levels, wrows: np.ndarray, lam: np.ndarray, rows, mu: np.ndarray)
 
 
 def max_tops(levels, wrows: np.ndarray, time_limit_s: float) -> int | None:
-    """A proven upper bound on how many top levels one attack reaches together (SCIP on the
-    problem with one unit output per group at its top threshold, lowered by the margin), or
-    None if SCIP gives no bound. Each is a valid `kappa` for the row over all groups."""
-    from lrsjax.collective import _scip
-
-    one = np.ones(1, np.int64)
-    single = [
-        _levels.Level(g, np.array([lv.eta[-1] * (1.0 - _MARGIN)]), one, one)
-        for g, lv in enumerate(levels)
-    ]
-    out = _scip.solve_scip(single, wrows[None], np.ones(1), time_limit_s=time_limit_s)
-    if out.status not in ("OPTIMAL", "FEASIBLE") or not np.isfinite(out.bound):
-        return None
-    return int(np.floor(out.bound + 1e-6))
+    """A proven upper bound on how many top levels one attack reaches together
+    (`_kappa.max_reachable` on the groups' top thresholds, lowered by the margin), exact
+    unless `time_limit_s` runs out first; None if its root LP fails. Each is a valid `kappa`
+    for the row over all groups."""
+    tau = np.array([lv.eta[-1] * (1.0 - _MARGIN) for lv in levels])
+    out = _kappa.max_reachable(wrows, tau, deadline=time.perf_counter() + float(time_limit_s))
+    return None if out is None else out.kappa
 
 
 def top_rows(levels, wrows: np.ndarray, kappa_time_s: float | None = None) -> tuple:
