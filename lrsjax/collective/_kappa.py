@@ -9,7 +9,7 @@ search proves the optimum in ~2 s with kappa = 11, and not in 120 s with 12).
 Formulation: per group the disjunctive (extended) form of "z_g = 1 implies (W b)_g >= tau_g":
 a copy `c_g` of the part of `b` that serves group g,
 
-    0 <= c_gj <= b_j,   sum_j c_gj <= z_g,   sum_j (b_j - c_gj) <= 1 - z_g,   W_g . c_g >= tau_g z_g,
+    0 <= c_gj <= b_j,  sum_j c_gj <= z_g,  sum_j (b_j - c_gj) <= 1 - z_g,  W_g . c_g >= tau_g z_g,
 
 exact for binary z (z_g = 1 forces c_g = b) and far tighter as an LP than `tau_g z_g <= (W b)_g`:
 at eps 0.725 its LP bound (4.96) already proves kappa = 4, where SCIP on the plain form took 2.6
