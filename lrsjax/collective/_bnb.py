@@ -116,6 +116,9 @@ class _NodeModel:
         inf = solver.infinity()
         self.b = [[solver.NumVar(0.0, float(totals[t]), "") for _ in range(m_count)]
                   for t in range(t_count)]  # fmt: skip
+        self.b_flat = [var for vs in self.b for var in vs]
+        self.b_shape = (t_count, m_count)
+        self.wflat = wrows.reshape(g_count, t_count * m_count)
         for t in range(t_count):
             row = solver.Constraint(-inf, float(totals[t]))
             for var in self.b[t]:
@@ -190,10 +193,10 @@ class _NodeModel:
         # A maximization's `<=` rows have duals >= 0 (up to round-off; any lam >= 0 is valid).
         lam = np.array([row.dual_value() for row in self.links])
         mu = np.array([row.dual_value() for row in self.rows])
-        b = np.array([[var.solution_value() for var in vs] for vs in self.b])
+        b = np.array([var.solution_value() for var in self.b_flat]).reshape(self.b_shape)
         activity = np.asarray(self.solver.ComputeConstraintActivities())
         g_count, t_count = len(self.links), len(self.b)
-        reach = np.einsum("gtm,tm->g", self.wrows, b)
+        reach = self.wflat @ b.reshape(-1)
         power = activity[t_count + g_count : t_count + 2 * g_count] + reach  # sum_i E_gi u_gi
         objective = self.objective.Value()
         if not np.isfinite(np.concatenate([lam, mu, b.ravel(), power, [objective]])).all():
@@ -219,6 +222,7 @@ class _Search:
         self.totals = np.asarray(totals, np.float64)
         self.tol = tol
         self.wrows = np.stack([weights[:, lv.group, :] for lv in levels])  # [G, T, M]
+        self.wflat = self.wrows.reshape(len(levels), -1)  # [G, T * M]
         self.points = [lv.points for lv in levels]
         self.table = _levels.LevelTable.of(levels)
         self.top_rows = tuple(top_rows)
@@ -283,8 +287,15 @@ class _Search:
     def offer(self, b) -> None:
         if b is None:
             return
-        feasible = _levels.feasible_spend(b, self.totals)
-        value = self.table.attacked(np.einsum("gtm,tm->g", self.wrows, feasible))
+        # `_levels.feasible_spend` (b >= 0, each type scaled into its total), inlined: this
+        # runs at every node.
+        feasible = np.maximum(b, 0.0)
+        sums = feasible.sum(axis=1)
+        if np.any(sums > self.totals):
+            feasible = _levels.feasible_spend(b, self.totals)
+        elif not np.isfinite(sums).all():
+            return
+        value = self.table.attacked(self.wflat @ feasible.reshape(-1))
         if value > self.best:
             self.best, self.best_b = value, feasible
 
@@ -343,7 +354,7 @@ class _Search:
         reduced-cost fixing keeps the level that attains it)."""
         g_count = len(self.levels)
         lo, hi = np.asarray(lo, np.int64), np.asarray(hi, np.int64)
-        lower = self.table.E[np.arange(g_count), lo]
+        lower = self.table.E[self.table.rows, lo]
         self.nodes += 1
         solved, values, out = None, None, None
         if self.nodes <= COLD_NODES:
@@ -390,7 +401,7 @@ class _Search:
         value is max_i term_i + lam p by complementary slackness), and whether splitting the
         range after j cuts the LP point off."""
         table = self.table
-        rows = np.arange(len(self.levels))
+        rows = table.rows
         p = np.clip(power, table.E[rows, lo], table.E[rows, hi])
         j = (table.in_range(lo, hi) & (table.E <= (p * (1 + _levels.TIE_RTOL))[:, None])).sum(1)
         j = np.clip(lo + j - 1, lo, hi)

@@ -126,21 +126,23 @@ def lagrangian(table, wrows, totals, lam, rows=(), mu=None, lo=None, hi=None):
       (-inf outside the ranges), best_terms [G] their per-group maxima).
     """
     lam = np.maximum(np.asarray(lam, np.float64), 0.0)
-    penalty = np.zeros(lam.size)
+    terms = table.C - lam[:, None] * table.E0
     offset = 0.0
     if rows:
+        penalty = np.zeros(lam.size)
         mu = np.maximum(np.asarray(mu, np.float64), 0.0)
         for mu_s, (members, kappa) in zip(mu, rows):
             penalty[list(members)] += mu_s
             offset += float(mu_s) * float(kappa)
-    terms = table.C - lam[:, None] * table.E0 - penalty[:, None] * table.top
+        terms -= penalty[:, None] * table.top
     if lo is not None:
-        terms = np.where(table.in_range(lo, hi), terms, -np.inf)
+        terms[~table.in_range(lo, hi)] = -np.inf
     else:
-        terms = np.where(np.isfinite(table.E), terms, -np.inf)
+        terms[~np.isfinite(table.E)] = -np.inf
     best_terms = terms.max(axis=1)
-    per_region = np.einsum("g,gtm->tm", lam, wrows)
-    spend = float(np.sum(np.asarray(totals, np.float64) * np.maximum(0.0, per_region.max(axis=1))))
+    g_count, t_count, m_count = wrows.shape
+    per_region = (lam @ wrows.reshape(g_count, t_count * m_count)).reshape(t_count, m_count)
+    spend = float(np.dot(np.asarray(totals, np.float64), np.maximum(0.0, per_region.max(axis=1))))
     return float(best_terms.sum()) + spend + offset, terms, best_terms
 
 
