@@ -99,11 +99,12 @@ class _NodeModel:
     (`sum_i u_gi <= 1`, lower bound 1 when `lo_g > 0`), links [G] (`sum_i E_gi u_gi - (W b)_g
     <= 0`), then one per top row.
 
-    Column generation: the pool starts with every group's upper-hull vertices (with and without
-    its top level: the only points an LP optimum uses without, resp. with, penalized tops) and
-    grows by `add` with the levels whose Lagrangian terms show a positive reduced cost (see
-    `_Search.process`); GLOP's time per solve grows with the columns, and a search uses only a
-    fraction of all levels (e.g. 213 of 957 at the 24 x 64 benchmark's eps 0.05).
+    Column generation: the pool starts with the given levels (`_Search.model`: every group's
+    upper-hull vertices) and grows by `add` with the levels whose Lagrangian terms show a
+    positive reduced cost (`_Search._warm`) and, when the pool's LP is infeasible, with the
+    forced groups' lowest levels (`solve`); GLOP's time per solve grows with the columns, and a
+    search uses a fraction of all levels (the 24 x 64 benchmark's eps 0.05: 351 of 957 pooled,
+    213 ever used by an LP optimum).
     """
 
     def __init__(self, table: _levels.LevelTable, wrows, totals, top_rows=(), pool=None):

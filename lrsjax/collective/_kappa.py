@@ -40,8 +40,8 @@ FORCE = 100.0  # objective reward of a forced z (see `_Warm.solve`)
 
 class KappaOutcome(NamedTuple):
     """Fields: kappa (int, a proven upper bound on the number of thresholds one attack reaches
-    together), found (int, the most reached by a spend seen: a lower bound), nodes (int, LPs
-    solved), optimal (bool, kappa == found)."""
+    together), found (int, the most reached by a spend seen, ties counted generously: kappa >=
+    found), nodes (int, nodes solved after the root), optimal (bool, kappa == found)."""
 
     kappa: int
     found: int
