@@ -29,12 +29,14 @@ stays a certificate.
 from __future__ import annotations
 
 import heapq
+import itertools
+import threading
 import time
 from typing import NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
-from ortools.linear_solver import pywraplp
+from ortools.linear_solver import linear_solver_pb2, pywraplp
 
 from lrsjax.collective import _clique, _levels, _relax
 
@@ -142,6 +144,7 @@ class _NodeModel:
         self._col_g: list = []
         self._col_i: list = []
         self.col_g = self.col_i = np.zeros(0, np.int64)
+        self.col_e = np.zeros(0)
         self.col_open = np.zeros(0, bool)  # upper bound 1 (inside the node's range)
         self.forced = np.zeros(g_count, bool)  # choice row lower bound 1
         if pool is None:
@@ -170,6 +173,7 @@ class _NodeModel:
         if len(self._col_g) != self.col_g.size:
             self.col_g = np.asarray(self._col_g, np.int64)
             self.col_i = np.asarray(self._col_i, np.int64)
+            self.col_e = table.E[self.col_g, self.col_i]
             self.col_open = np.concatenate(
                 [self.col_open, np.zeros(self.col_g.size - self.col_open.size, bool)]
             )
@@ -191,16 +195,23 @@ class _NodeModel:
             return "INFEASIBLE"
         if status != pywraplp.Solver.OPTIMAL:
             return "FAILED"
-        # A maximization's `<=` rows have duals >= 0 (up to round-off; any lam >= 0 is valid).
-        lam = np.array([row.dual_value() for row in self.links])
-        mu = np.array([row.dual_value() for row in self.rows])
-        b = np.array([var.solution_value() for var in self.b_flat]).reshape(self.b_shape)
-        activity = np.asarray(self.solver.ComputeConstraintActivities())
+        # One call for every value and dual (variables: b, then the pool's columns; rows:
+        # budgets, choice, links, top rows).
+        response = linear_solver_pb2.MPSolutionResponse()
+        self.solver.FillSolutionResponseProto(response)
+        x = np.asarray(response.variable_value, np.float64)
+        y = np.asarray(response.dual_value, np.float64)
         g_count, t_count = len(self.links), len(self.b)
-        reach = self.wflat @ b.reshape(-1)
-        power = activity[t_count + g_count : t_count + 2 * g_count] + reach  # sum_i E_gi u_gi
-        objective = self.objective.Value()
-        if not np.isfinite(np.concatenate([lam, mu, b.ravel(), power, [objective]])).all():
+        nb = t_count * self.b_shape[1]
+        if x.size != nb + self.col_g.size or y.size != t_count + 2 * g_count + len(self.rows):
+            return "FAILED"
+        # A maximization's `<=` rows have duals >= 0 (up to round-off; any lam >= 0 is valid).
+        lam = y[t_count + g_count : t_count + 2 * g_count]
+        mu = y[t_count + 2 * g_count :]
+        b = x[:nb].reshape(self.b_shape)
+        power = np.bincount(self.col_g, self.col_e * x[nb:], minlength=g_count)  # sum E_gi u_gi
+        objective = float(response.objective_value)
+        if not (np.isfinite(x).all() and np.isfinite(y).all() and np.isfinite(objective)):
             return "FAILED"
         return np.maximum(lam, 0.0), np.maximum(mu, 0.0), b, power, float(objective)
 
@@ -216,8 +227,25 @@ class _NodeModel:
         return self.solver.Solve()
 
 
+class _Incumbent:
+    """The largest attack found (shared by the workers of one search): value, and the genuine
+    spend `b` of the largest attack counted from a spend (None if none)."""
+
+    def __init__(self):
+        self.value = 0
+        self.b = None
+        self._lock = threading.Lock()
+
+    def offer(self, value: int, b=None) -> None:
+        with self._lock:
+            if value > self.value:
+                self.value = value
+                if b is not None:
+                    self.b = b
+
+
 class _Search:
-    def __init__(self, levels, weights, totals, tol, top_rows=()):
+    def __init__(self, levels, weights, totals, tol, top_rows=(), incumbent=None):
         self.levels = levels
         self.weights = weights
         self.totals = np.asarray(totals, np.float64)
@@ -229,12 +257,27 @@ class _Search:
         self.top_rows = tuple(top_rows)
         self._model = None
         self.cache: dict = {}
-        self.best = 0
-        self.best_b = None
+        self.incumbent = _Incumbent() if incumbent is None else incumbent
         self.nodes = 0
         # Pseudocosts: bound decrease per unit of branching gap, [G, 2] (down, up) sums/counts.
         self.pseudo = np.zeros((len(levels), 2))
         self.pseudo_n = np.zeros((len(levels), 2))
+
+    @property
+    def best(self) -> int:
+        return self.incumbent.value
+
+    @property
+    def best_b(self):
+        return self.incumbent.b
+
+    def sibling(self) -> _Search:
+        """A second worker on the same tree: same incumbent and pseudocosts (updates from
+        either thread are heuristics, races only blur them), its own GLOP model and caches."""
+        other = _Search(self.levels, self.weights, self.totals, self.tol, self.top_rows,
+                        self.incumbent)  # fmt: skip
+        other.pseudo, other.pseudo_n = self.pseudo, self.pseudo_n
+        return other
 
     @property
     def model(self) -> _NodeModel:
@@ -297,8 +340,8 @@ class _Search:
         elif not np.isfinite(sums).all():
             return
         value = self.table.attacked(self.wflat @ feasible.reshape(-1))
-        if value > self.best:
-            self.best, self.best_b = value, feasible
+        if value > self.incumbent.value:
+            self.incumbent.offer(value, feasible)
 
     def values(self, lam, mu, lo, hi):
         """(U(lam, mu), per-level terms [G, L + 1] (-inf outside the node's ranges), their
@@ -483,6 +526,8 @@ def branch_and_bound(
     deadline: float | None = None,
     stop=None,
     top_rows=(),
+    workers: int = 1,
+    helpers_until: float | None = None,
 ) -> MilpOutcome:
     """The exact largest attack over `levels` (already naive-filtered) for budget `totals`.
 
@@ -497,66 +542,134 @@ def branch_and_bound(
         another solver running beside it has finished).
       top_rows: valid rows `(S, kappa)` on the groups' top levels (`_clique.top_rows`; one
         budget type only), added to every node LP.
+      workers: threads that search the same tree (one heap of open nodes, one incumbent, one
+        set of pseudocosts; each thread has its own GLOP model). GLOP releases the GIL while it
+        solves, so a second thread overlaps its LPs with the other's Python work.
+      helpers_until: `time.perf_counter()` value after which only the calling thread searches
+        on (the others return their nodes to the heap and stop), e.g. to make room for SCIP.
     """
-    search = _Search(levels, weights, totals, tol, top_rows)
+    incumbent = _Incumbent()
+    searches = [_Search(levels, weights, totals, tol, top_rows, incumbent)]
+    for _ in range(1, max(int(workers), 1)):
+        searches.append(searches[0].sibling())
     for b in incumbents:
-        search.offer(b)
+        searches[0].offer(b)
     top = float(sum(lv.cumulative[-1] for lv in levels))
-    heap, counter = [], 0
-    plunge = None  # the node to process next instead of the heap's best
-    failed_bound = None
+    heap, counter = [], itertools.count()
+    cond = threading.Condition()
+    held = [None] * len(searches)  # the node each worker holds (open until it is done with it)
+    state = {"busy": 0, "halt": False, "failed": None}
 
     def push(node):
-        nonlocal counter
-        counter += 1
-        heapq.heappush(heap, (-node[0], counter, node))
+        heapq.heappush(heap, (-node[0], next(counter), node))
+
+    def halted() -> bool:
+        if (deadline is not None and time.perf_counter() > deadline) or (
+            stop is not None and stop()
+        ):
+            state["halt"] = True
+        return state["halt"]
+
+    def retired(w: int) -> bool:
+        return w > 0 and helpers_until is not None and time.perf_counter() > helpers_until
+
+    def work(w: int) -> None:
+        search = searches[w]
+        while True:
+            with cond:
+                while not heap and state["busy"] > 0 and not halted() and not retired(w):
+                    cond.wait(0.01)
+                if halted() or not heap or retired(w):
+                    cond.notify_all()
+                    return
+                node = heapq.heappop(heap)[2]
+                held[w] = node
+                state["busy"] += 1
+            try:
+                # Plunging: after branching, the better child is processed next.
+                while node is not None and not halted():
+                    if retired(w):  # back to the heap, for the threads that go on
+                        with cond:
+                            push(node)
+                        node = None
+                        break
+                    bound, lo = node[0], node[1]
+                    if _proves(bound, incumbent.value, tol):
+                        node = None
+                        break
+                    try:
+                        made = search.expand(node)
+                    except _Unreliable as error:
+                        with cond:  # the node stays open (held); the search stops
+                            state["failed"] = max(state["failed"] or -np.inf, error.bound)
+                            state["halt"] = True
+                        break
+                    if made is None:  # one level vector left, its LP feasible: an attack
+                        incumbent.offer(
+                            int(sum(search.points[g][1][lo[g]] for g in range(len(lo))))
+                        )
+                        node = None
+                        break
+                    # Children pruned since they were solved (the incumbent may have grown).
+                    made = [kid for kid in made if not _proves(kid[0], incumbent.value, tol)]
+                    made.sort(key=lambda item: -item[0])
+                    node = made.pop(0) if made else None
+                    with cond:
+                        held[w] = node
+                        for other in made:
+                            push(other)
+                        if made:
+                            cond.notify_all()
+            finally:
+                with cond:
+                    held[w] = node
+                    state["busy"] -= 1
+                    cond.notify_all()
 
     try:
-        root = search.process([0] * len(levels), [lv.eta.size for lv in levels], top)
-        if root is not None:
-            root = (min(root[0], top), *root[1:])
-            push(root)
-        while heap or plunge is not None:
-            if deadline is not None and time.perf_counter() > deadline:
-                break
-            if stop is not None and stop():
-                break
-            if plunge is not None:
-                node, plunge = plunge, None
-            else:
-                node = heapq.heappop(heap)[2]
-            bound, lo = node[0], node[1]
-            if _proves(bound, search.best, tol):
-                continue
-            try:
-                made = search.expand(node)
-            except _Unreliable:
-                push(node)  # the parent stays open
-                raise
-            if made is None:  # one level vector left and its LP is feasible: it is an attack
-                value = int(sum(search.points[g][1][lo[g]] for g in range(len(lo))))
-                search.best = max(search.best, value)
-                continue
-            # Children pruned since they were solved (the incumbent may have grown) are dropped.
-            made = [kid for kid in made if not _proves(kid[0], search.best, tol)]
-            made.sort(key=lambda item: -item[0])
-            if made:
-                plunge = made.pop(0)
-            for other in made:
-                push(other)
+        root = searches[0].process([0] * len(levels), [lv.eta.size for lv in levels], top)
     except _Unreliable as error:
-        failed_bound = error.bound
+        root, state["failed"] = None, error.bound
+    if root is not None:
+        push((min(root[0], top), *root[1:]))
+    if len(searches) == 1 or not heap:
+        work(0)
+    else:
+        errors = []
+
+        def helper(w: int) -> None:
+            try:
+                work(w)
+            except BaseException as error:  # re-raised in the calling thread below
+                errors.append(error)
+                with cond:
+                    state["halt"] = True
+                    cond.notify_all()
+
+        helpers = [threading.Thread(target=helper, args=(w,), daemon=True)
+                   for w in range(1, len(searches))]  # fmt: skip
+        for thread in helpers:
+            thread.start()
+        try:
+            work(0)
+        finally:
+            with cond:
+                state["halt"] = state["halt"] or bool(errors)
+            for thread in helpers:
+                thread.join()
+        if errors:
+            raise errors[0]
     open_bound = max((-item[0] for item in heap), default=-np.inf)
-    if plunge is not None:
-        open_bound = max(open_bound, plunge[0])
-    if failed_bound is not None:
-        open_bound = max(open_bound, failed_bound)
-    bound = max(float(search.best), open_bound)
+    open_bound = max([open_bound] + [node[0] for node in held if node is not None])
+    if state["failed"] is not None:
+        open_bound = max(open_bound, state["failed"])
+    best = incumbent.value
+    bound = max(float(best), open_bound)
     return MilpOutcome(
-        attack=int(search.best),
+        attack=int(best),
         bound=bound,
-        b=search.best_b,
-        optimal=_proves(bound, search.best, tol),
-        nodes=search.nodes,
-        failed=failed_bound is not None,
+        b=incumbent.b,
+        optimal=_proves(bound, best, tol),
+        nodes=sum(search.nodes for search in searches),
+        failed=state["failed"] is not None,
     )

@@ -23,6 +23,12 @@ AUTO_BNB_MAX_GROUPS = 8
 # The exact MILP first bounds how many top levels one attack reaches (`_kappa`), for at most
 # this many seconds (a quarter of what is left under a time limit).
 KAPPA_TIME_S = 10.0
+# Threads of the branch and bound (`_bnb.branch_and_bound(workers=...)`): alone ("bnb"), and
+# in the portfolio ("auto" above AUTO_BNB_MAX_GROUPS groups) until SCIP starts beside it,
+# SCIP_DELAY_S after the branch and bound (then one thread each: the machine has two cores).
+BNB_WORKERS = 2
+PORTFOLIO_BNB_WORKERS = 2
+SCIP_DELAY_S = 5.0
 
 
 class BudgetOutcome(NamedTuple):
@@ -242,7 +248,7 @@ class Engine:
         if solver == "bnb":
             res = _bnb.branch_and_bound(
                 levels, weights, ones, tol=tol, incumbents=incumbents, deadline=deadline,
-                top_rows=rows,
+                top_rows=rows, workers=BNB_WORKERS,
             )  # fmt: skip
             if res.b is not None:
                 self._remember(scaled, res.b)
@@ -268,10 +274,13 @@ class Engine:
             self._remember(scaled, best_b)
         if np.floor(hull.bound + tol) <= found:
             return done(naive, remaining, hull.bound, found, "OPTIMAL", "milp", "GLOP")
-        left = None if deadline is None else max(deadline - time.perf_counter(), 1e-3)
+        # In the portfolio SCIP starts after SCIP_DELAY_S; until then the branch and bound
+        # searches with PORTFOLIO_BNB_WORKERS threads (most budgets end before SCIP would start).
+        delay = SCIP_DELAY_S if solver == "portfolio" else 0.0
+        left = None if deadline is None else max(deadline - time.perf_counter() - delay, 1e-3)
         run = _scip.ScipRun(
             levels, weights, ones, time_limit_s=left, hint_b=best_b, top_rows=rows
-        ).start()
+        ).start(delay_s=delay)
         bound, label, failed = hull.bound, "SCIP", False
         if solver == "portfolio":
             # Both solvers at once (OR-Tools releases the GIL while SCIP works): the first to
@@ -279,7 +288,8 @@ class Engine:
             seeds = incumbents + ([best_b] if best_b is not None else [])
             res = _bnb.branch_and_bound(
                 levels, weights, ones, tol=tol, incumbents=seeds, deadline=deadline,
-                stop=run.proved, top_rows=rows,
+                stop=run.proved, top_rows=rows, workers=PORTFOLIO_BNB_WORKERS,
+                helpers_until=time.perf_counter() + delay,
             )  # fmt: skip
             if not res.failed:
                 # Finished, or at the deadline, or SCIP proved the optimum: SCIP need not go on.

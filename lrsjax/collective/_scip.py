@@ -225,11 +225,19 @@ class ScipRun:
         self._solver.set_solver_specific_parameters("limits/gap = 0\nlimits/absgap = 0")
         if time_limit_s is not None:
             self._solver.set_time_limit_in_seconds(max(float(time_limit_s), 1e-3))
-        self._thread = threading.Thread(target=self._solver.solve, args=(self._model,),
-                                        daemon=True)  # fmt: skip
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._cancel = threading.Event()
+        self._delay_s = 0.0
         self.interrupted = False
 
-    def start(self) -> ScipRun:
+    def _run(self) -> None:
+        if self._delay_s > 0 and self._cancel.wait(self._delay_s):
+            return  # interrupted before it started: no solve, no bound (status NOT_SOLVED)
+        self._solver.solve(self._model)
+
+    def start(self, delay_s: float = 0.0) -> ScipRun:
+        """Starts SCIP in the background, after `delay_s` seconds unless interrupted first."""
+        self._delay_s = float(delay_s)
         self._thread.start()
         return self
 
@@ -246,6 +254,7 @@ class ScipRun:
         solving would be lost)."""
         while not self.done():
             self.interrupted = True
+            self._cancel.set()
             self._solver.interrupt_solve()
             self._thread.join(0.05)
 
