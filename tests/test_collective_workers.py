@@ -8,7 +8,7 @@ from test_collective_bnb import _scaled_problem, _wrows
 from test_collective_clique import _brute_force_attack
 from test_collective_kappa import _many_level_certs
 
-from lrsjax.collective import _bnb, _clique, _scip
+from lrsjax.collective import _bnb, _clique, _kappa, _scip
 
 
 def _medium(rng, groups, per_group, eps):
@@ -122,3 +122,24 @@ def test_scip_interrupted_before_its_delayed_start_gives_no_bound():
     late = _scip.ScipRun(levels, w, ones).start(delay_s=0.05).result()
     exact = _bnb.branch_and_bound(levels, w, ones, tol=1e-6)
     assert late.status == "OPTIMAL" and np.floor(late.objective + 1e-6) == exact.attack
+
+
+def test_kappa_with_two_workers_equals_one_and_stays_an_upper_bound_when_stopped():
+    """`_kappa.max_reachable` with a shared stack and two GLOP models: the same exact kappa as
+    one thread on searches of dozens of nodes; stopped by a deadline at random points it never
+    reports less than the exact kappa (nodes a thread holds count as open)."""
+    rng = np.random.default_rng(17)
+    long_searches = 0
+    for _ in range(8):
+        g, m = 14, 14
+        w = rng.uniform(0.0, 0.35, (g, m))
+        w[np.arange(g), np.arange(g)] += rng.uniform(1.0, 1.5, g)
+        tau = rng.uniform(0.2, 0.3) * w.max(axis=1)
+        one = _kappa.max_reachable(w, tau, workers=1)
+        two = _kappa.max_reachable(w, tau, workers=2)
+        assert one.optimal and two.optimal and one.kappa == two.kappa, (one, two)
+        long_searches += one.nodes >= 20
+        for limit in (0.0, 0.005, 0.02, 0.05):
+            cut = _kappa.max_reachable(w, tau, deadline=time.perf_counter() + limit, workers=2)
+            assert cut.kappa >= one.kappa >= cut.found, (limit, cut, one)
+    assert long_searches >= 3, long_searches
