@@ -18,7 +18,8 @@ from lrsjax.collective import _bnb, _clique, _levels, _relax, _scip
 MODES = ("lp", "hull", "milp")
 MILP_SOLVERS = ("auto", "bnb", "scip")
 # "auto" uses the custom branch and bound alone up to this many groups; above, the branch and
-# bound and SCIP run side by side (two threads) and the first to prove the optimum stops the other.
+# bound and SCIP run side by side (SCIP from SCIP_DELAY_S on) and the first to prove the optimum
+# stops the other.
 AUTO_BNB_MAX_GROUPS = 8
 # The exact MILP first bounds how many top levels one attack reaches (`_kappa`), for at most
 # this many seconds (a quarter of what is left under a time limit).

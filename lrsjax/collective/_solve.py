@@ -142,10 +142,11 @@ def solve(
       mode: "lp" (the paper's relaxation), "hull" (tighter, still sound) or "milp" (exact).
       time_limit_s: MILP time limit per budget (None: none). At the limit the count comes from
         the proven bound (status TIME_LIMIT_BOUND). Ignored by the relaxations.
-      milp_solver: "bnb" (lrsjax's exact branch and bound), "scip" (generic ordered MILP), or
-        "auto" (bnb alone up to 8 groups with levels; above, bnb and SCIP in two threads, the
-        first to finish stops the other, and at a time limit the smaller proven bound counts:
-        SCIP proves small-bin problems sooner, bnb has the tighter bound on fine bins).
+      milp_solver: "bnb" (lrsjax's exact branch and bound, two search threads), "scip"
+        (generic ordered MILP), or "auto" (bnb alone up to 8 groups with levels; above, bnb
+        and, from 5 s on, SCIP beside it: the first to finish stops the other, and at a time
+        limit the smaller proven bound counts; SCIP sometimes proves small-bin problems sooner,
+        bnb has the tighter bound on fine bins).
     Returns:
       `CollectiveResult` with one entry per budget, in the order given.
     """
