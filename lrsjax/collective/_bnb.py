@@ -653,8 +653,11 @@ def branch_and_bound(
         try:
             work(0)
         finally:
+            # The calling thread is done (the tree is exhausted, or it stopped or raised, e.g.
+            # KeyboardInterrupt): the helpers stop too instead of searching on unseen.
             with cond:
-                state["halt"] = state["halt"] or bool(errors)
+                state["halt"] = True
+                cond.notify_all()
             for thread in helpers:
                 thread.join()
         if errors:

@@ -312,6 +312,9 @@ def max_reachable(
         try:
             work(0, warms[0])
         finally:
+            with cond:  # the calling thread is done (or raised): the helpers stop too
+                state["halt"] = True
+                cond.notify_all()
             for thread in threads:
                 thread.join()
         if errors:
