@@ -38,7 +38,7 @@ import numpy as np
 import scipy.sparse as sp
 from ortools.linear_solver import linear_solver_pb2, pywraplp
 
-from lrsjax.collective import _clique, _levels, _relax
+from lrsjax.collective import _clique, _levels, _relax, _threads
 
 _GAP = 1e-9
 # Warm starts after bound changes: the dual simplex, and no presolve (it would hide the basis).
@@ -632,36 +632,13 @@ def branch_and_bound(
         root, state["failed"] = None, error.bound
     if root is not None:
         push((min(root[0], top), *root[1:]))
-    if len(searches) == 1 or not heap:
-        work(0)
-    else:
-        errors = []
 
-        def helper(w: int) -> None:
-            try:
-                work(w)
-            except BaseException as error:  # re-raised in the calling thread below
-                errors.append(error)
-                with cond:
-                    state["halt"] = True
-                    cond.notify_all()
+    def halt() -> None:
+        with cond:
+            state["halt"] = True
+            cond.notify_all()
 
-        helpers = [threading.Thread(target=helper, args=(w,), daemon=True)
-                   for w in range(1, len(searches))]  # fmt: skip
-        for thread in helpers:
-            thread.start()
-        try:
-            work(0)
-        finally:
-            # The calling thread is done (the tree is exhausted, or it stopped or raised, e.g.
-            # KeyboardInterrupt): the helpers stop too instead of searching on unseen.
-            with cond:
-                state["halt"] = True
-                cond.notify_all()
-            for thread in helpers:
-                thread.join()
-        if errors:
-            raise errors[0]
+    _threads.run_workers(work, len(searches) if heap else 1, halt)
     open_bound = max((-item[0] for item in heap), default=-np.inf)
     open_bound = max([open_bound] + [node[0] for node in held if node is not None])
     if state["failed"] is not None:

@@ -31,7 +31,7 @@ import numpy as np
 import scipy.sparse as sp
 from ortools.linear_solver import linear_solver_pb2, pywraplp
 
-from lrsjax.collective import _levels
+from lrsjax.collective import _levels, _threads
 
 _GLOP_PARAMS = "use_preprocessing: false use_dual_simplex: true"
 _ROUND = 1e-9  # relative slack for float64 rounding in the bound (can only weaken kappa)
@@ -291,34 +291,12 @@ def max_reachable(
         down_hi[g], up_lo[g] = 0.0, 1.0
         return [(bound, lo, down_hi, None), (bound, up_lo, hi, None)]  # z_g = 1 popped first
 
-    if len(held) == 1:
-        work(0, warms[0])
-    else:
-        errors = []
+    def halt() -> None:
+        with cond:
+            state["halt"] = True
+            cond.notify_all()
 
-        def helper(w: int) -> None:
-            try:
-                work(w, _Warm(model))
-            except BaseException as error:  # re-raised in the calling thread below
-                errors.append(error)
-                with cond:
-                    state["halt"] = True
-                    cond.notify_all()
-
-        threads = [threading.Thread(target=helper, args=(w,), daemon=True)
-                   for w in range(1, len(held))]  # fmt: skip
-        for thread in threads:
-            thread.start()
-        try:
-            work(0, warms[0])
-        finally:
-            with cond:  # the calling thread is done (or raised): the helpers stop too
-                state["halt"] = True
-                cond.notify_all()
-            for thread in threads:
-                thread.join()
-        if errors:
-            raise errors[0]
+    _threads.run_workers(lambda w: work(w, warms[0] if w == 0 else _Warm(model)), len(held), halt)
     open_entries = stack + [entry for entry in held if entry is not None]
     open_bound = max((int(np.floor(entry[0])) for entry in open_entries), default=0)
     kappa = max(best(), open_bound)
