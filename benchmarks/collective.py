@@ -2,9 +2,9 @@
 
     python benchmarks/collective.py                       # default cases, ~3-4 minutes
     python benchmarks/collective.py --cases=lp2048,lp256  # one or more cases
-    python benchmarks/collective.py --cases=milp64 --milp_budgets=7 --time_limit=60   # ~7 min
+    python benchmarks/collective.py --cases=milp64 --milp_budgets=7 --time_limit=60   # ~1-2 min
     python benchmarks/collective.py --cases=milp64 --milp_eps=0.05,0.5 --time_limit=600  # to proof
-    python benchmarks/collective.py --cases=milp_sizes --time_limit=60   # long (up to ~12 min)
+    python benchmarks/collective.py --cases=milp_sizes --time_limit=60   # ~1-2 min (up to 12)
 
 Cases:
   lp2048      24 cells x 2048 rows per cell (Cityscapes-like), 161 budgets eps in [0, 2], target
