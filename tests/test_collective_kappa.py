@@ -85,6 +85,12 @@ def test_max_reachable_equals_brute_force():
     assert any(0 < a < g for a, g in answers) and any(a == g for a, g in answers)
 
 
+def _small_extended(rng):
+    """(wrows, tau, extended_model) of a random instance with 2-5 groups and 1-4 regions."""
+    w, tau = _instance(rng, groups=int(rng.integers(2, 6)), regions=int(rng.integers(1, 5)))
+    return w, tau, _kappa.extended_model(w, tau)
+
+
 def _scipy_lp(model, var_lo, var_hi):
     """(optimum, row multipliers y in `dual_bound`'s convention) of max objective @ x over
     row_lo <= A x <= row_hi, var_lo <= x <= var_hi by scipy (HiGHS); None when infeasible.
@@ -113,9 +119,8 @@ def test_dual_bound_is_valid_for_any_multipliers_and_tight_at_the_optimal_ones()
     rng = np.random.default_rng(1)
     checked = 0
     for _ in range(6):
-        w, tau = _instance(rng, groups=int(rng.integers(2, 6)), regions=int(rng.integers(1, 5)))
+        w, tau, model = _small_extended(rng)
         g_count, m_count = w.shape
-        model = _kappa.extended_model(w, tau)
         n_var, n_row = model.objective.size, model.row_lo.size
         assert model.matrix.shape == (n_row, n_var)
         first_z = m_count
@@ -180,9 +185,8 @@ def test_warm_node_bounds_hold_and_prune_jointly_unreachable_nodes():
     rng = np.random.default_rng(2)
     infeasible = 0
     for _ in range(8):
-        w, tau = _instance(rng, groups=int(rng.integers(2, 6)), regions=int(rng.integers(1, 5)))
+        w, tau, model = _small_extended(rng)
         g_count, m_count = w.shape
-        model = _kappa.extended_model(w, tau)
         warm = _kappa._Warm(model)
         z = slice(m_count, m_count + g_count)
         for _ in range(8):

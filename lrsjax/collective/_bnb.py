@@ -119,9 +119,7 @@ class _NodeModel:
         inf = solver.infinity()
         self.b = [[solver.NumVar(0.0, float(totals[t]), "") for _ in range(m_count)]
                   for t in range(t_count)]  # fmt: skip
-        self.b_flat = [var for vs in self.b for var in vs]
         self.b_shape = (t_count, m_count)
-        self.wflat = wrows.reshape(g_count, t_count * m_count)
         for t in range(t_count):
             row = solver.Constraint(-inf, float(totals[t]))
             for var in self.b[t]:
@@ -331,14 +329,7 @@ class _Search:
     def offer(self, b) -> None:
         if b is None:
             return
-        # `_levels.feasible_spend` (b >= 0, each type scaled into its total), inlined: this
-        # runs at every node.
-        feasible = np.maximum(b, 0.0)
-        sums = feasible.sum(axis=1)
-        if np.any(sums > self.totals):
-            feasible = _levels.feasible_spend(b, self.totals)
-        elif not np.isfinite(sums).all():
-            return
+        feasible = _levels.feasible_spend(b, self.totals)
         value = self.table.attacked(self.wflat @ feasible.reshape(-1))
         if value > self.incumbent.value:
             self.incumbent.offer(value, feasible)
@@ -398,7 +389,7 @@ class _Search:
         reduced-cost fixing keeps the level that attains it)."""
         g_count = len(self.levels)
         lo, hi = np.asarray(lo, np.int64), np.asarray(hi, np.int64)
-        lower = self.table.E[self.table.rows, lo]
+        lower = self.table.E[np.arange(g_count), lo]
         self.nodes += 1
         solved, values, out = None, None, None
         if self.nodes <= COLD_NODES:
@@ -445,7 +436,7 @@ class _Search:
         value is max_i term_i + lam p by complementary slackness), and whether splitting the
         range after j cuts the LP point off."""
         table = self.table
-        rows = table.rows
+        rows = np.arange(len(self.levels))
         p = np.clip(power, table.E[rows, lo], table.E[rows, hi])
         j = (table.in_range(lo, hi) & (table.E <= (p * (1 + _levels.TIE_RTOL))[:, None])).sum(1)
         j = np.clip(lo + j - 1, lo, hi)

@@ -214,22 +214,22 @@ def max_reachable(
     tau = np.asarray(tau, np.float64)
     g_count, m_count = wrows.shape
     model = extended_model(wrows, tau)
-    warms = [_Warm(model)]
+    warm = _Warm(model)
     first_z = m_count
-    root = warms[0].solve(first_z, np.zeros(g_count), np.ones(g_count))
+    root = warm.solve(first_z, np.zeros(g_count), np.ones(g_count))
     if root is None:
         return None
-    # Depth-first; each entry carries its parent's bound (valid for it until solved). A node a
-    # worker holds stays open (in `held`) until it is pruned, split, or put back.
+    # Depth-first; each entry carries its parent's bound (valid for it until solved). A worker
+    # checks the deadline only between nodes and puts a node back if solving it fails or
+    # raises, so at the end every open node is on the stack.
     stack = [(root[0], np.zeros(g_count), np.ones(g_count), root)]
-    held = [None] * max(int(workers), 1)
     state = {"found": 0, "leaves": 0, "nodes": 0, "busy": 0, "halt": False}
     cond = threading.Condition()
 
     def best() -> int:
         return max(state["found"], state["leaves"])
 
-    def work(w: int, warm: _Warm) -> None:
+    def work(warm: _Warm) -> None:
         while True:
             with cond:
                 while not stack and state["busy"] > 0 and not state["halt"]:
@@ -240,7 +240,6 @@ def max_reachable(
                     cond.notify_all()
                     return
                 entry = stack.pop()
-                held[w] = entry
                 state["busy"] += 1
             children = None
             try:
@@ -248,12 +247,11 @@ def max_reachable(
             finally:
                 with cond:
                     state["busy"] -= 1
-                    if children is None:  # GLOP failed: the node stays open, the search stops
+                    if children is None:  # GLOP failed or raised: the node stays open
                         stack.append(entry)
                         state["halt"] = True
                     else:
                         stack.extend(children)
-                    held[w] = None
                     cond.notify_all()
 
     def _expand(entry, warm):
@@ -296,9 +294,8 @@ def max_reachable(
             state["halt"] = True
             cond.notify_all()
 
-    _threads.run_workers(lambda w: work(w, warms[0] if w == 0 else _Warm(model)), len(held), halt)
-    open_entries = stack + [entry for entry in held if entry is not None]
-    open_bound = max((int(np.floor(entry[0])) for entry in open_entries), default=0)
+    _threads.run_workers(lambda w: work(warm if w == 0 else _Warm(model)), workers, halt)
+    open_bound = max((int(np.floor(entry[0])) for entry in stack), default=0)
     kappa = max(best(), open_bound)
     found = state["found"]
     return KappaOutcome(int(kappa), int(found), state["nodes"], kappa == found)

@@ -51,8 +51,7 @@ class LevelTable(NamedTuple):
 
     Fields: E, C float64 [G, L + 1] thresholds and cumulative counts (E = inf, C = 0 past a
     group's last level); E0: E with 0 past the last level (finite, for Lagrangian terms);
-    n int64 [G] levels per group; top float64 [G, L + 1], 1 at each group's last level;
-    index int64 [1, L + 1], the level numbers; rows int64 [G], the group numbers.
+    n int64 [G] levels per group; top float64 [G, L + 1], 1 at each group's last level.
     """
 
     E: np.ndarray
@@ -60,8 +59,6 @@ class LevelTable(NamedTuple):
     C: np.ndarray
     n: np.ndarray
     top: np.ndarray
-    index: np.ndarray
-    rows: np.ndarray
 
     @classmethod
     def of(cls, levels: list[Level]) -> LevelTable:
@@ -75,19 +72,19 @@ class LevelTable(NamedTuple):
             E[g, 1 : n[g] + 1] = lv.eta
             C[g, 1 : n[g] + 1] = lv.cumulative
             top[g, n[g]] = 1.0
-        index = np.arange(width)[None, :]
-        return cls(E, np.where(np.isfinite(E), E, 0.0), C, n, top, index, np.arange(n.size))
+        return cls(E, np.where(np.isfinite(E), E, 0.0), C, n, top)
 
     def attacked(self, power: np.ndarray) -> int:
         """Outputs attacked when group g receives spend `power[g]` (float64 [G]): the
         vectorized `attacked_level` (same tie rule, `TIE_RTOL`) summed over the groups."""
         reach = np.asarray(power, np.float64) * (1.0 + TIE_RTOL) + 1e-300
         level = (self.E[:, 1:] <= reach[:, None]).sum(axis=1)
-        return int(self.C[self.rows, level].sum())
+        return int(self.C[np.arange(self.C.shape[0]), level].sum())
 
     def in_range(self, lo, hi) -> np.ndarray:
         """bool [G, L + 1]: level i of group g lies in `lo[g]..hi[g]` (int [G] each)."""
-        return (self.index >= np.asarray(lo)[:, None]) & (self.index <= np.asarray(hi)[:, None])
+        index = np.arange(self.E.shape[1])[None, :]
+        return (index >= np.asarray(lo)[:, None]) & (index <= np.asarray(hi)[:, None])
 
 
 def levels_of(eta: np.ndarray, multiplicity: np.ndarray, group: np.ndarray) -> list[Level]:
