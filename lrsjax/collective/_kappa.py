@@ -4,7 +4,7 @@
 
 Any upper bound on kappa gives the valid row `sum_g [level_g reaches tau_g] <= kappa`; the exact
 MILP uses it on the groups' top levels, where it is decisive (24 x 64 benchmark, eps 0.95: the
-search proves the optimum in ~2 s with kappa = 11, and not in 120 s with 12).
+search proves the optimum in ~2 s with kappa = 11, and did not in 120 s with 12).
 
 Formulation: per group the disjunctive (extended) form of "z_g = 1 implies (W b)_g >= tau_g":
 a copy `c_g` of the part of `b` that serves group g,
