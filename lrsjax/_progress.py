@@ -1,0 +1,78 @@
+"""Progress bars for long stages (training, sampling, solving), via tqdm.
+
+Every bar goes to stderr, so printed results on stdout stay clean. Whether a bar is drawn:
+  * `enabled=False`: never (callers pass their own flag and need no if-branches);
+  * environment `LRSJAX_PROGRESS=0`: never; `LRSJAX_PROGRESS=1`: always, even into a log file;
+  * otherwise: only when the bar's stream is a terminal, so tests and CI logs stay quiet.
+A bar that is not drawn is a real tqdm object whose calls do nothing, so `update`,
+`set_postfix` and `close` are always safe to call.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import tqdm
+
+ENV_VAR = "LRSJAX_PROGRESS"
+MIN_INTERVAL_S = 0.5
+
+
+def shown(enabled: bool = True, file=None) -> bool:
+    """Whether a bar with `enabled` would be drawn on `file` (default: stderr)."""
+    if not enabled:
+        return False
+    setting = os.environ.get(ENV_VAR, "").strip().lower()
+    if setting in ("0", "false", "no", "off"):
+        return False
+    if setting in ("1", "true", "yes", "on"):
+        return True
+    stream = sys.stderr if file is None else file
+    isatty = getattr(stream, "isatty", None)
+    try:
+        return bool(isatty and isatty())
+    except ValueError:  # a closed stream
+        return False
+
+
+def bar(
+    total: int | None,
+    *,
+    desc: str,
+    unit: str = "it",
+    enabled: bool = True,
+    leave: bool = True,
+    file=None,
+    **kwargs,
+) -> tqdm.tqdm:
+    """A tqdm bar over `total` units of `unit` (None: unknown total), drawn as `shown` decides.
+
+    Args:
+      total: how many units the stage has (samples, steps, problems); None if unknown.
+      desc: the stage's name, printed before the bar.
+      unit: what one unit is ("samples", "step", "problem").
+      enabled: False never draws (e.g. the caller's `progress` flag).
+      leave: keep the finished bar on screen (False erases it when closed).
+      file: the stream (default: stderr at call time).
+      **kwargs: passed to `tqdm.tqdm` (e.g. `unit_scale=True`, `position`).
+
+    Use it as a context manager (`with bar(...) as b: b.update(k)`) or call `close()`.
+    """
+    stream = sys.stderr if file is None else file
+    options = dict(dynamic_ncols=True, mininterval=MIN_INTERVAL_S, smoothing=0.1)
+    options.update(kwargs)
+    return tqdm.tqdm(
+        total=total,
+        desc=desc,
+        unit=unit,
+        leave=leave,
+        file=stream,
+        disable=not shown(enabled, stream),
+        **options,
+    )
+
+
+def write(message: str) -> None:
+    """Prints `message` to stdout without tearing a bar drawn on the terminal."""
+    tqdm.tqdm.write(str(message), file=sys.stdout)
