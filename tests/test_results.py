@@ -254,6 +254,67 @@ def test_run_dir_refuses_results_without_config(tmp_path):
         results.RunDir.existing(tmp_path / "nowhere")
 
 
+def test_run_dir_without_items_is_not_locked_by_its_config(tmp_path):
+    # a command that failed before its first item (bad data path) left only config.json
+    _start(tmp_path / "run", {"task": "image", "data_dir": "/wrong"})
+    (tmp_path / "run" / "items" / ".img_0.npz.abc.tmp").write_bytes(b"partial")
+    fixed = _start(tmp_path / "run", {"task": "image", "data_dir": "/right"})
+    assert json.loads(fixed.config_path.read_text())["config"]["data_dir"] == "/right"
+    fixed.write_item("img_0", *_simple_item())
+    # once an item exists, a different configuration is refused again
+    with pytest.raises(ValueError, match="different run.*--overwrite"):
+        _start(tmp_path / "run", {"task": "image", "data_dir": "/other"})
+    assert fixed.done_items() == ["img_0"]
+
+
+def test_run_dir_unreadable_config_without_items_is_replaced(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.json").write_text('{"schema_ver')
+    run = _start(tmp_path / "run")
+    assert json.loads(run.config_path.read_text())["config"] == {"task": "image", "n": 10}
+
+
+def test_run_dir_extends_a_growing_key_and_keeps_finished_items(tmp_path):
+    config = {"task": "image", "n": 10, "num_images": 1}
+    run = _start(tmp_path / "run", config, extend=("num_images",))
+    run.write_item("img_0", *_simple_item())
+    created = json.loads(run.config_path.read_text())["created_utc"]
+    bigger = _start(tmp_path / "run", {**config, "num_images": 3}, extend=("num_images",))
+    assert bigger.done_items() == ["img_0"]
+    stored = json.loads(bigger.config_path.read_text())
+    assert stored["config"]["num_images"] == 3 and stored["created_utc"] == created
+    bigger.write_item("img_1", *_simple_item("img_1"))
+    with pytest.raises(ValueError, match=r"`num_images` must be >= 3.*--num_images=3"):
+        _start(tmp_path / "run", {**config, "num_images": 2}, extend=("num_images",))
+    with pytest.raises(ValueError, match="different run"):  # another key changed too
+        _start(tmp_path / "run", {**config, "num_images": 4, "n": 11}, extend=("num_images",))
+    with pytest.raises(ValueError, match="different run"):  # growth only where allowed
+        _start(tmp_path / "run", {**config, "num_images": 4})
+    assert bigger.done_items() == ["img_0", "img_1"]
+
+
+def test_write_item_refuses_a_config_replaced_by_another_command(tmp_path):
+    first = _start(tmp_path / "run", {"task": "image", "n": 10})
+    _start(tmp_path / "run", {"task": "image", "n": 11})  # no items yet: replaces the config
+    with pytest.raises(RuntimeError, match="another command uses the same output directory"):
+        first.write_item("img_0", *_simple_item())
+    assert first.done_items() == []
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_result_files_follow_the_umask(tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        run = _start(tmp_path / "run")
+        run.write_item("img_0", *_simple_item())
+        results.write_summary(run)
+    finally:
+        os.umask(old)
+    for path in (run.config_path, run.json_path("img_0"), run.npz_path("img_0")):
+        assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask, path
+    assert os.stat(run.path / "summary.json").st_mode & 0o777 == 0o666 & ~umask
+
+
 def test_collect_environment_names_every_library():
     env = results.collect_environment()
     for name in ("lrsjax", "jax", "jaxlib", "flax", "optax", "ortools", "numpy", "scipy", "python"):

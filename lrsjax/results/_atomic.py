@@ -7,6 +7,9 @@ import json
 import os
 import pathlib
 import tempfile
+import threading
+
+_UMASK_LOCK = threading.Lock()
 
 
 @contextlib.contextmanager
@@ -22,6 +25,8 @@ def atomic_path(path):
     tmp = pathlib.Path(tmp)
     try:
         yield tmp
+        # mkstemp creates 0600 files; the result gets the mode a plain open() would give it.
+        os.chmod(tmp, 0o666 & ~current_umask())
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -29,6 +34,26 @@ def atomic_path(path):
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where the OS allows.
+
+    Linux reports it in /proc/self/status; elsewhere it is read by setting and restoring it under
+    a lock (os.umask has no read-only form), which other threads writing files at that instant
+    could observe, so the /proc path is preferred.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
 
 
 def write_bytes(path, data: bytes) -> None:

@@ -24,7 +24,9 @@ config.json:
   created_utc     ISO 8601 time of the first start
   A run is identified by (schema_version, task, config, seeds): `RunDir.start` with the same
   identity resumes, with a different one it fails (unless `overwrite=True`, which deletes the
-  old results).
+  old results) once an item file exists; before that, the new identity replaces the old one.
+  Config keys named in `RunDir.start(extend=...)` may grow on resume (config.json records the
+  new value; finished items stay).
   versions/devices may differ on resume (a warning is issued).
 
 items/<item_id>.json (item_id: letters, digits, '.', '_', '-'; not starting with '.'):
@@ -510,6 +512,7 @@ class RunDir:
 
     def __init__(self, path):
         self.path = pathlib.Path(path)
+        self._identity = None  # set by `start`; `write_item` checks config.json still holds it
 
     def __repr__(self) -> str:
         return f"RunDir({str(self.path)!r})"
@@ -550,9 +553,20 @@ class RunDir:
 
     @classmethod
     def start(
-        cls, path, config, *, task=None, seeds=None, overwrite=False, environment=None
+        cls,
+        path,
+        config,
+        *,
+        task=None,
+        seeds=None,
+        overwrite=False,
+        environment=None,
+        extend=(),
     ) -> RunDir:
         """Creates the run (writes config.json) or resumes it if the identity matches.
+
+        A directory whose run has no finished or partly written item yet (e.g. the command failed
+        on a bad data path) holds nothing to lose: a different configuration simply replaces it.
 
         Args:
           path: the run directory (created if missing).
@@ -561,8 +575,12 @@ class RunDir:
           seeds: dict of named seeds.
           overwrite: if the directory holds a different run, delete its results and start over.
           environment: {"versions", "devices"}; default `collect_environment()`.
+          extend: config keys whose value may grow on resume (e.g. "num_images" when the first
+            items do not depend on it): a larger value keeps the finished items and records the
+            new value in config.json; a smaller one is refused.
         Raises:
-          ValueError: the directory holds a different run (and not `overwrite`), or is unreadable.
+          ValueError: the directory holds a different run with items (and not `overwrite`), or is
+            unreadable.
         """
         run = cls(path)
         if not isinstance(config, dict):
@@ -582,12 +600,13 @@ class RunDir:
             "config": to_jsonable(config),
             "seeds": to_jsonable(dict(seeds or {})),
         }
+        keep = overwrite or not run._item_files()  # nothing finished: nothing to protect
         if run.config_path.exists():
             try:
                 old = json.loads(run.config_path.read_text())
                 old_identity = {key: old[key] for key in _IDENTITY}
             except (OSError, ValueError, KeyError, TypeError) as error:
-                if not overwrite:
+                if not keep:
                     raise ValueError(
                         f"{run.config_path} is unreadable or not an lrsjax run config ({error}). "
                         "Pass --overwrite to start a new run there, or choose another directory."
@@ -595,8 +614,14 @@ class RunDir:
                 old_identity = None
             if old_identity is not None and _canonical(old_identity) == _canonical(identity):
                 run._warn_environment(old, environment)
+                run._identity = identity
                 return run
-            if not overwrite:
+            if old_identity is not None and _extends(old_identity, identity, extend, run.path):
+                run._warn_environment(old, environment)
+                _atomic.write_json(run.config_path, to_jsonable({**old, **identity}))
+                run._identity = identity
+                return run
+            if not keep:
                 raise ValueError(
                     f"{run.path} already holds a different run: {_diff(old_identity, identity)}. "
                     "Rerun with the same configuration to resume, pass --overwrite to delete the "
@@ -604,7 +629,7 @@ class RunDir:
                 )
             run._delete_results()
         elif run._result_files():
-            if not overwrite:
+            if not keep:
                 raise ValueError(
                     f"{run.path} holds result files but no config.json, so it cannot be resumed "
                     "safely. Pass --overwrite to delete them, or choose another directory."
@@ -620,6 +645,7 @@ class RunDir:
         }
         run.items_dir.mkdir(parents=True, exist_ok=True)
         _atomic.write_json(run.config_path, to_jsonable(content))
+        run._identity = identity
         return run
 
     @classmethod
@@ -669,6 +695,12 @@ class RunDir:
                 files += [p for p in folder.iterdir() if p.suffix in (".json", ".npz", ".tmp")]
         files += [p for p in (self.path / "summary.json", self.path / "summary.txt") if p.exists()]
         return files
+
+    def _item_files(self) -> list[pathlib.Path]:
+        """Item files, finished or not (temporary files of an interrupted write excluded)."""
+        if not self.items_dir.is_dir():
+            return []
+        return [p for p in self.items_dir.iterdir() if p.suffix in (".json", ".npz")]
 
     def _delete_results(self) -> None:
         for file in self._result_files():
@@ -726,6 +758,7 @@ class RunDir:
                 "overwritten. Skip done items (RunDir.pending) or use a new run directory."
             )
         record = validate_item_record(record)
+        self._check_identity()
         if record["item_id"] != item_id:
             _bad("record['item_id']", record["item_id"], f"must equal item_id={item_id!r}")
         arrays = _check_arrays(arrays)
@@ -739,6 +772,22 @@ class RunDir:
         }
         record["npz_sha256"] = _sha256(npz_path)
         _atomic.write_json(self.json_path(item_id), record)
+
+    def _check_identity(self) -> None:
+        """Refuses to write under a config.json that another command replaced meanwhile."""
+        if self._identity is None:
+            return
+        try:
+            current = json.loads(self.config_path.read_text())
+            current = {key: current[key] for key in _IDENTITY}
+        except (OSError, ValueError, KeyError, TypeError):
+            current = None
+        if current is None or _canonical(current) != _canonical(self._identity):
+            raise RuntimeError(
+                f"{self.config_path} changed while this run was writing to {self.path} "
+                f"({_diff(current, self._identity)}): another command uses the same output "
+                "directory. Give each command its own --out_dir."
+            )
 
     def load_record(self, item_id) -> dict:
         """The JSON record of a done item."""
@@ -779,6 +828,37 @@ def _write_npz(path, arrays: dict) -> None:
             with archive.open(info, "w", force_zip64=True) as member:
                 np.lib.format.write_array(member, np.ascontiguousarray(arrays[name]),
                                           allow_pickle=False)  # fmt: skip
+
+
+def _extends(old: dict, new: dict, keys, path) -> bool:
+    """True if `new` differs from `old` only by larger values of config `keys`.
+
+    Raises ValueError if it differs only by those keys but one of them shrank.
+    """
+    old_config, new_config = old.get("config"), new.get("config")
+    if not keys or not isinstance(old_config, dict) or not isinstance(new_config, dict):
+        return False
+    rest = [k for k in _IDENTITY if k != "config"]
+    if _canonical({k: old[k] for k in rest}) != _canonical({k: new[k] for k in rest}):
+        return False
+    strip = [k for k in keys if k in old_config and k in new_config]
+    old_rest = {k: v for k, v in old_config.items() if k not in strip}
+    new_rest = {k: v for k, v in new_config.items() if k not in strip}
+    if not strip or _canonical(old_rest) != _canonical(new_rest):
+        return False
+    for key in strip:
+        before, after = old_config[key], new_config[key]
+        if not all(isinstance(v, numbers.Real) for v in (before, after)):
+            return False
+        if after < before:
+            _bad(
+                key,
+                after,
+                f"must be >= {before}, the value of the run in {path} (a run only grows)",
+                f"Pass --{key}={before} or more to resume it, --overwrite to start over, or "
+                "another output directory.",
+            )
+    return True
 
 
 def glob_escape(text: str) -> str:
