@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
 import tqdm
 
@@ -71,6 +72,49 @@ def bar(
         disable=not shown(enabled, stream),
         **options,
     )
+
+
+def compiled(progress_bar: tqdm.tqdm, done: int = 1, **postfix) -> float:
+    """Marks the end of compilation: `done` units are finished and the rate is measured from now.
+
+    The first units of a jitted loop include tracing and compilation; counting them in the rate
+    would make steps/s and the ETA too pessimistic. This adds `done` units, restarts the bar's
+    clock, shows the seconds spent so far as `compile=<s>` (plus `postfix`) and returns them.
+    """
+    seconds = float(progress_bar.format_dict["elapsed"])
+    if progress_bar.disable:
+        progress_bar.update(done)
+        return seconds
+    progress_bar.reset()
+    progress_bar.update(done)
+    progress_bar.initial = progress_bar.last_print_n = progress_bar.n  # rate counts from here
+    progress_bar.compile_s = seconds
+    progress_bar.set_postfix(compile=f"{seconds:.1f}s", **postfix)
+    return seconds
+
+
+def training_step(progress_bar: tqdm.tqdm, step: int, loss, **postfix) -> None:
+    """Advances a training bar by one step; shows `loss` (a scalar, device arrays are fine).
+
+    Step 0 waits for `loss` and marks compilation (see `compiled`). Later steps read `loss` at
+    most every `MIN_INTERVAL_S` seconds, so the device queue is not drained at every step. A
+    hidden bar never reads `loss`. Reading a value never changes it: results are the same with
+    and without the bar.
+    """
+    if progress_bar.disable:
+        return
+    now = time.perf_counter()
+    if step == 0:
+        compiled(progress_bar, 1, loss=f"{float(loss):.4f}", **postfix)
+        progress_bar.postfix_t = now
+        return
+    progress_bar.update(1)
+    if now - getattr(progress_bar, "postfix_t", 0.0) >= MIN_INTERVAL_S:
+        progress_bar.postfix_t = now
+        values = {"loss": f"{float(loss):.4f}", **postfix}
+        if hasattr(progress_bar, "compile_s"):
+            values["compile"] = f"{progress_bar.compile_s:.1f}s"
+        progress_bar.set_postfix(values, refresh=False)
 
 
 def write(message: str) -> None:

@@ -235,6 +235,27 @@ def test_training_raises_validation_accuracy_without_recompiling(tmp_path):
     np.testing.assert_array_equal(np.asarray(again), np.asarray(logits))
 
 
+def test_training_with_a_progress_bar_gives_the_same_parameters(monkeypatch, capsys):
+    graph = synthetic_graph(jax.random.key(0), num_nodes=60, num_classes=2, num_features=12)
+    train, val, _ = split_nodes(jax.random.key(1), graph.labels, train_per_class=5)
+    model = GCN(graph.num_features, graph.num_classes, hidden_features=8)
+    settings = dict(epochs=12, patience=12)  # no noise: less to compile
+    monkeypatch.setenv("LRSJAX_PROGRESS", "1")  # draw the bar although stderr is captured
+    with jax.numpy_dtype_promotion("standard"):  # optax's Adam mixes python floats and int32
+        plain, plain_history = train_graph_model(
+            jax.random.key(2), model, graph, train, val, **settings
+        )
+        assert capsys.readouterr().err == ""  # progress is off unless asked for
+        shown, shown_history = train_graph_model(
+            jax.random.key(2), model, graph, train, val, progress=True, **settings
+        )
+    jax.tree.map(np.testing.assert_array_equal, shown, plain)
+    np.testing.assert_array_equal(shown_history.train_loss, plain_history.train_loss)
+    assert shown_history.best_epoch == plain_history.best_epoch
+    err = capsys.readouterr().err
+    assert "train GCN" in err and "12/12" in err and "compile=" in err
+
+
 def test_checkpoint_and_training_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a complete"):
         load_graph_model(tmp_path / "none.msgpack")

@@ -281,6 +281,24 @@ def test_training_is_deterministic_for_a_key(trained, tiny_data):
     assert again_history.clean_eval is None and again_history.noisy_eval is None
 
 
+def test_training_with_a_progress_bar_gives_the_same_parameters(
+    trained, tiny_data, monkeypatch, capsys
+):
+    train, _ = tiny_data
+    model, params, history = trained
+    monkeypatch.setenv("LRSJAX_PROGRESS", "1")  # draw the bar although stderr is captured
+    again, again_history = train_segmentation(
+        jax.random.key(1), model, train, progress=True, **TRAIN
+    )
+    np.testing.assert_array_equal(again_history.loss, history.loss)
+    jax.tree.map(np.testing.assert_array_equal, again, params)
+    captured = capsys.readouterr()
+    assert "train U-Net (localized noise)" in captured.err
+    assert f"{TRAIN['steps']}/{TRAIN['steps']}" in captured.err
+    assert "compile=" in captured.err and "loss=" in captured.err
+    assert captured.out == ""
+
+
 def test_training_validates_arguments(tiny_data):
     train, _ = tiny_data
     model = UNet(3, **TINY)

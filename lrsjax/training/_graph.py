@@ -21,6 +21,7 @@ import numpy as np
 import optax
 import scipy.sparse as sp
 
+from lrsjax import _progress
 from lrsjax._checks import as_int_array, fail, one_of, positive_int
 from lrsjax._keys import check_key
 from lrsjax._sparse import SparseBinary, from_scipy
@@ -95,6 +96,7 @@ def train_graph_model(
     patience: int = 100,
     select_on: str = "auto",
     val_noise_samples: int = 4,
+    progress: bool = False,
 ):
     """Trains `model` (GCN or APPNP) on the nodes `train_idx` of `graph`; early-stops on `val_idx`.
 
@@ -124,6 +126,9 @@ def train_graph_model(
       patience: epochs without validation improvement before stopping.
       select_on: "auto", "clean" or "noisy" (see above; "noisy" needs noise).
       val_noise_samples: number of fixed noisy validation draws (used only with noise).
+      progress: draw a progress bar on stderr (epochs/s after compilation, training loss,
+        selection accuracy; see `lrsjax._progress` for when it is drawn). It never changes the
+        result.
     Returns:
       (params, history): the best parameters and a `GraphTrainHistory`.
     """
@@ -235,6 +240,8 @@ def train_graph_model(
     records = []
     criterion = (3, 2) if select_on == "noisy" else (1, 0)  # (accuracy, loss) columns
     best = (params, -1.0, np.inf, 0)  # params, selection accuracy, its loss, epoch
+    desc = f"train {type(model).__name__}"
+    bar = _progress.bar(epochs, desc=desc, unit="epoch", enabled=progress)
     for epoch in range(epochs):
         params, opt_state, loss, accuracy = train_step(
             params, opt_state, jax.random.fold_in(k_steps, epoch), data
@@ -244,8 +251,10 @@ def train_graph_model(
         score, score_loss = val[criterion[0]], val[criterion[1]]
         if score > best[1] or (score == best[1] and score_loss < best[2]):
             best = (params, score, score_loss, epoch)
-        elif epoch - best[3] >= patience:
+        _progress.training_step(bar, epoch, records[-1][0], **{f"val_{select_on}": f"{score:.3f}"})
+        if epoch - best[3] >= patience:
             break
+    bar.close()
     wall = time.perf_counter() - start
     table = np.asarray(records, np.float64).reshape(-1, 6)
     history = GraphTrainHistory(

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from lrsjax import _checks
+from lrsjax import _checks, _progress
 from lrsjax._keys import check_key, seed_sequence
 from lrsjax.data._segmentation import (
     IGNORE_LABEL,
@@ -377,6 +377,7 @@ def train_segmentation(
     eval_batch_size: int = 32,
     log_every: int = 100,
     init_params=None,
+    progress: bool = False,
 ):
     """Trains a segmentation model with Gaussian noise augmentation (SPEC 2).
 
@@ -399,6 +400,8 @@ def train_segmentation(
       eval_batch_size: batch size of that evaluation.
       log_every: record (and log at INFO) the mean loss every this many steps.
       init_params: start from these parameters instead of `init_segmentation_params`.
+      progress: draw a progress bar on stderr (steps/s after compilation, loss, ETA; see
+        `lrsjax._progress` for when it is drawn). It never changes the result.
     Returns:
       (params, TrainHistory).
     """
@@ -480,12 +483,15 @@ def train_segmentation(
 
     start = time.perf_counter()
     log_steps, log_loss, log_seconds, window = [], [], [], []
+    desc = f"train U-Net ({spec.kind} noise)"
+    bar = _progress.bar(steps, desc=desc, unit="step", enabled=progress)
     for step in range(steps):
         idx = jnp.asarray(next(order))
         params, opt_state, loss = train_step(
             params, opt_state, key_noise, step, images, labels, cells, idx
         )
         window.append(loss)
+        _progress.training_step(bar, step, loss)
         if (step + 1) % log_every == 0 or step + 1 == steps:
             mean_loss = float(np.mean(np.asarray(jax.device_get(window))))
             elapsed = time.perf_counter() - start
@@ -494,6 +500,7 @@ def train_segmentation(
             log_seconds.append(elapsed)
             window = []
             _LOG.info("step %d/%d loss %.4f (%.1f s)", step + 1, steps, mean_loss, elapsed)
+    bar.close()
 
     clean_eval = noisy_eval = None
     if eval_data is not None:
