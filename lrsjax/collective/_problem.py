@@ -1,11 +1,17 @@
-"""The collective problem and its composable transforms (SPEC 6).
+"""The collective problem and its composable transforms (Schuchardt et al., ICLR 2023).
 
 Design of the naive filter: a problem is budget-free unless `with_totals` specialises it. The
 transform `naive_filter()` needs those totals and removes the rows certified on their own at
-them (counted in `num_naive`); such a problem may then only be solved at budgets no larger (in
-every type) than its `totals`, which `solve` enforces. `solve` itself always applies the exact
-naive filter per budget on the levels it builds (one budget-free problem serves every budget),
-so calling `naive_filter` is only needed to shrink a problem for one budget, e.g. before
+them (counted in `num_naive`). Such rows are certified only up to the totals at which they were
+dropped, so the problem remembers, in `naive_limit`, the smallest totals (per budget type) at
+which any naive filter dropped rows; `naive_limit` is independent of `totals`, which later
+`with_totals` calls may change. Every route that attaches a budget to the problem (`with_totals`,
+`solve`) refuses a budget that exceeds `naive_limit` in any type, compared exactly (no slack: a
+budget one ulp above the limit is refused), so a dropped row is never counted at a budget where
+it might be attacked. Filtering twice at different totals keeps the elementwise minimum, the
+largest budget at which both sets of dropped rows are certified. `solve` itself always applies
+the exact naive filter per budget on the levels it builds (one budget-free problem serves every
+budget), so calling `naive_filter` is only needed to shrink a problem for one budget, e.g. before
 `binning` (bins then cover only the rows that can still be attacked, as `certify_collective`
 does per budget).
 """
@@ -34,6 +40,9 @@ class CollectiveProblem(NamedTuple):
       totals: float64 [T] or None, the budget totals the problem is specialised to (set by
         `with_totals`; needed by `naive_filter`).
       norm: "l2" | "l1" | "binary".
+      naive_limit: float64 [T] or None: the smallest totals (per type) at which a naive filter
+        dropped rows; the problem may only be given budgets no larger in every type. None when
+        no row was dropped.
     """
 
     eta: np.ndarray
@@ -44,6 +53,7 @@ class CollectiveProblem(NamedTuple):
     num_naive: int
     totals: np.ndarray | None
     norm: str
+    naive_limit: np.ndarray | None = None
 
     @property
     def budget_kinds(self) -> tuple:
@@ -141,37 +151,62 @@ def validate_problem(problem) -> CollectiveProblem:
     num_naive = problem.num_naive
     if isinstance(num_naive, bool) or not isinstance(num_naive, int | np.integer) or num_naive < 0:
         _checks.fail("problem.num_naive", num_naive, "must be an int >= 0", "")
-    totals = problem.totals
+    totals, limit = problem.totals, problem.naive_limit
     if totals is not None:
         totals = _checks.as_float_array("problem.totals", totals, ndim=1)
         if totals.shape[0] != weights.shape[0] or np.any(totals < 0):
             _checks.fail("problem.totals", totals, "must be [T] totals >= 0", "Use with_totals.")
+    if limit is not None:
+        limit = _checks.as_float_array("problem.naive_limit", limit, ndim=1)
+        if limit.shape[0] != weights.shape[0] or np.any(limit < 0):
+            _checks.fail(
+                "problem.naive_limit", limit, "must be [T] totals >= 0", "Leave it to naive_filter."
+            )
+    if num_naive > 0 and limit is None:
+        _checks.fail(
+            "problem.naive_limit", limit,
+            f"must give the totals at which the {num_naive} naive outputs are certified",
+            "Remove rows with naive_filter(), which records it.",
+        )  # fmt: skip
     return problem._replace(
         eta=eta, multiplicity=multiplicity, group=group, weights=weights,
-        num_naive=int(num_naive), totals=totals,
+        num_naive=int(num_naive), totals=totals, naive_limit=limit,
     )  # fmt: skip
 
 
-def check_budgets_allowed(problem: CollectiveProblem, totals_all: np.ndarray) -> None:
-    """Rows removed by `naive_filter` are certified only up to `problem.totals`: refuses larger
-    budgets (in any type), for which that count would be unsound."""
-    if problem.num_naive == 0:
+def check_budgets_allowed(problem: CollectiveProblem, totals_all: np.ndarray, name="budgets"):
+    """Refuses budget totals (float64 [B, T]) above `problem.naive_limit` in any type.
+
+    The rows a naive filter dropped are certified only up to the totals it used; at a larger
+    budget they may be attacked, so counting them would over-claim. The comparison is exact:
+    any slack would have to point toward larger budgets, i.e. the unsafe way."""
+    limit = problem.naive_limit
+    if limit is None:
+        if problem.num_naive > 0:  # hand-built: nobody knows where those outputs hold
+            _checks.fail(
+                "problem.naive_limit", None, f"must be set when num_naive = {problem.num_naive}",
+                "Remove rows with naive_filter(), which records it.",
+            )  # fmt: skip
         return
-    limit = problem.totals
-    if limit is None or np.any(totals_all > limit[None, :] * (1 + 1e-12)):
+    totals_all = np.atleast_2d(np.asarray(totals_all, np.float64))
+    if np.any(totals_all > limit[None, :]):
         _checks.fail(
-            "budgets", totals_all,
-            f"must not exceed the totals {limit} at which naive_filter removed "
+            name, totals_all,
+            f"must not exceed the totals {limit.tolist()} at which naive_filter removed "
             f"{problem.num_naive} outputs (they are certified only up to there)",
             "Solve the problem from before naive_filter, or filter at the largest budget.",
         )  # fmt: skip
 
 
 def with_totals(problem: CollectiveProblem, budget) -> CollectiveProblem:
-    """The problem specialised to one budget (user units: eps, or (additions, deletions))."""
+    """The problem specialised to one budget (user units: eps, or (additions, deletions)).
+
+    Refused (ValueError) for a budget above `problem.naive_limit` in any type: rows a naive
+    filter dropped at smaller totals would be counted as certified where they are not."""
     totals = budget_totals(problem.norm, budget)
     if totals.shape[0] != 1:
         _checks.fail("budget", budget, "must be a single budget", "Pass one eps or one pair.")
+    check_budgets_allowed(problem, totals, name="budget")
     return problem._replace(totals=totals[0])
 
 
@@ -209,10 +244,16 @@ def naive_filter() -> Transform:
                 "problem", "totals=None", "needs budget totals for naive_filter",
                 "Call with_totals(problem, budget) first (solve() does this per budget).",
             )  # fmt: skip
+        totals = np.asarray(problem.totals, np.float64)
+        check_budgets_allowed(problem, totals[None, :], name="problem.totals")
         certified = max_costs(problem) < problem.eta
+        if not certified.any():
+            return problem
+        limit = totals if problem.naive_limit is None else np.minimum(problem.naive_limit, totals)
         out = _select_rows(problem, ~certified)
         return out._replace(
-            num_naive=problem.num_naive + int(problem.multiplicity[certified].sum())
+            num_naive=problem.num_naive + int(problem.multiplicity[certified].sum()),
+            naive_limit=limit.copy(),
         )
 
     return Transform(apply, "naive_filter")
