@@ -6,9 +6,10 @@ the paper LP, and exact rational arithmetic.
 
 import numpy as np
 import pytest
+from scipy.optimize import linprog
 
 from lrsjax import collective
-from lrsjax.base_certs import make_base_certificates
+from lrsjax.base_certs import budget_totals, make_base_certificates
 
 
 def _certs(eta, group, weights, norm="l2"):
@@ -80,3 +81,81 @@ def test_hand_built_naive_count_needs_its_limit():
     problem = collective.from_base_certs(_certs([0.25], [0], [[[1.0]]]))
     with pytest.raises(ValueError, match="naive_limit"):
         collective.solve(problem._replace(num_naive=3), [0.1])
+
+
+# ---------------------------------------------------------------------------------------------
+# Binning and near-equal thresholds: the LP equals the paper's LP (scipy's HiGHS).
+
+
+def _clustered_bernoulli(seed, rows=40, clusters=3):
+    """Variance-constrained binary certificates on random flip probabilities per cluster pair."""
+    rng = np.random.default_rng(seed)
+    tp = rng.uniform(0.005, 0.05, (clusters, clusters))
+    tm = rng.uniform(0.5, 0.95, (clusters, clusters))
+    gamma_add = np.log((1 - tm) ** 2 / tp + tm**2 / (1 - tp))
+    gamma_del = np.log(tp**2 / (1 - tm) + (1 - tp) ** 2 / tm)
+    group = rng.integers(0, clusters, rows)
+    mu = 1 - rng.beta(1, 12, rows)
+    zeta = mu * (1 - mu) * rng.uniform(0.3, 1, rows) + 0.003
+    eta = np.log1p(np.maximum(mu - 0.5, 1e-3) ** 2 / zeta)
+    return _certs(eta, group, np.stack([gamma_add, gamma_del]), norm="binary")
+
+
+def _paper_lp_count(problem, totals):
+    """naive + |T| - floor(LP + tol) with the paper's per-row LP on the rows the budget reaches
+    (`a_n eta_n <= (W b)_{g_n}`, `0 <= a_n <= 1`), solved by scipy's HiGHS."""
+    w = problem.weights
+    t_count, _, m_count = w.shape
+    reach = (w.max(axis=2) * totals[:, None]).sum(axis=0)[problem.group] >= problem.eta
+    eta, mult, group = problem.eta[reach], problem.multiplicity[reach], problem.group[reach]
+    naive, rows, nb = int(problem.multiplicity[~reach].sum()), eta.size, t_count * m_count
+    if rows == 0:
+        return naive
+    a_ub = np.zeros((rows + t_count, rows + nb))
+    a_ub[np.arange(rows), np.arange(rows)] = eta
+    a_ub[:rows, rows:] = -w[:, group, :].transpose(1, 0, 2).reshape(rows, nb)
+    for t in range(t_count):
+        a_ub[rows + t, rows + t * m_count : rows + (t + 1) * m_count] = 1.0
+    b_ub = np.concatenate([np.zeros(rows), totals])
+    cost = np.concatenate([-mult.astype(np.float64), np.zeros(nb)])
+    res = linprog(cost, A_ub=a_ub, b_ub=b_ub, bounds=[(0, 1)] * rows + [(0, None)] * nb,
+                  method="highs")  # fmt: skip
+    assert res.status == 0
+    remaining = int(mult.sum())
+    return naive + remaining - min(remaining, int(np.floor(-res.fun + 1e-6 * max(1, remaining))))
+
+
+BINARY_BUDGETS = [[0, 1], [0, 3], [1, 0], [1, 1], [1, 3], [2, 0], [2, 1], [2, 3]]
+
+
+@pytest.mark.parametrize("seed", [2, 8, 9])
+def test_binned_lp_equals_the_paper_lp(seed):
+    problem = collective.from_base_certs(_clustered_bernoulli(seed))
+    binned = collective.binning(8).apply(problem)
+    for k in np.unique(binned.group):
+        etas = np.sort(binned.eta[binned.group == k])
+        assert etas.size <= 8  # one row per bin after sharing
+        assert np.all(np.diff(etas) > 1e-6 * etas[1:])
+    res = collective.solve(binned, BINARY_BUDGETS, mode="lp")
+    for i, budget in enumerate(BINARY_BUDGETS):
+        totals = budget_totals("binary", [budget])[0]
+        assert res.certified[i] == _paper_lp_count(binned, totals), budget
+
+
+def test_binning_only_lowers_each_eta():
+    certs = _clustered_bernoulli(8)
+    problem = collective.from_base_certs(certs)
+    binned = collective.binning(8).apply(problem)
+    assert np.all(binned.eta[binned.row_of_output] <= certs.eta)
+
+
+def test_lp_with_thresholds_one_ulp_apart_equals_the_paper_lp():
+    certs = _clustered_bernoulli(37)
+    eta, group = certs.eta.copy(), certs.group.copy()
+    eta[1::2] = np.nextafter(eta[0::2], np.inf)
+    group[1::2] = group[0::2]
+    problem = collective.from_base_certs(_certs(eta, group, certs.weights, norm="binary"))
+    res = collective.solve(problem, BINARY_BUDGETS, mode="lp")
+    for i, budget in enumerate(BINARY_BUDGETS):
+        totals = budget_totals("binary", [budget])[0]
+        assert res.certified[i] == _paper_lp_count(problem, totals), budget

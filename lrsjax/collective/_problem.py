@@ -308,7 +308,12 @@ def binning(num_bins: int) -> Transform:
                 continue
             edges = np.linspace(radii.min(), radii.max(), num_bins)
             index = np.clip(np.searchsorted(edges, radii, side="right") - 1, 0, num_bins - 1)
-            eta[rows] = np.minimum(edges[index] ** 2, eta[rows])
+            lowered = np.minimum(edges[index] ** 2, eta[rows])
+            # One eta per bin, the smallest of the bin: `edge**2` need not round to the eta
+            # whose square root the edge is, which would leave two etas one ulp apart.
+            merged = np.full(num_bins, np.inf)
+            np.minimum.at(merged, index, lowered)
+            eta[rows] = merged[index]
         return sharing.apply(problem._replace(eta=eta))
 
     return Transform(apply, f"binning({num_bins})")
