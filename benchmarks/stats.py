@@ -60,16 +60,22 @@ def main() -> None:
         "holm_threshold_test": lambda: stats.holm_threshold_test(
             counts, args.n, args.tau, args.alpha
         ),
+        "clopper_pearson_lower, bonferroni levels": lambda: stats.clopper_pearson_lower(
+            counts, args.n, stats.corrected_levels(counts, args.alpha, "bonferroni")
+        ),
+        "clopper_pearson_lower, rank levels": lambda: stats.clopper_pearson_lower(
+            counts, args.n, stats.corrected_levels(counts, args.alpha, "rank_levels")
+        ),
     }
     distinct = np.unique(counts).size
     print(
         f"outputs {shape[0]}x{shape[1]} = {counts.size}, n = {args.n}, "
         f"distinct counts = {distinct}, alpha = {args.alpha}, repeats = {args.repeats}"
     )
-    print(f"{'function':<38} {'median s':>9} {'best s':>9}")
+    print(f"{'function':<42} {'median s':>9} {'best s':>9}")
     for name, fn in cases.items():
         median, best = time_call(fn, args.repeats)
-        print(f"{name:<38} {median:>9.4f} {best:>9.4f}")
+        print(f"{name:<42} {median:>9.4f} {best:>9.4f}")
 
 
 if __name__ == "__main__":

@@ -9,13 +9,15 @@ that `lrsjax.collective` consumes.
 
 from __future__ import annotations
 
+import time
+import warnings
 from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
 import numpy as np
 
-from lrsjax import _checks, _keys, base_certs, stats
+from lrsjax import _checks, _keys, _progress, base_certs, stats
 from lrsjax._sparse import SparseBinary
 from lrsjax.base_certs import BaseCertificates
 from lrsjax.base_certs._sparse_smoothing import check_table_size
@@ -106,6 +108,8 @@ def certify(
     addition_capacity: int | None = None,
     devices=None,
     per_example: bool = False,
+    progress: bool = False,
+    timings: dict | None = None,
 ) -> Certificate:
     """Certifies every (tested) output of a multi-output model under localized smoothing.
 
@@ -164,11 +168,23 @@ def certify(
       devices: devices to spread the samples over (default `jax.devices()`).
       per_example: apply the model one example at a time instead of vmapping it (same results;
         faster on CPU for scatter-based sparse GNN layers).
+      progress: show a progress bar per sampling stage (selection, estimation) on stderr, with
+        samples/s measured after compilation and the compile time shown apart. The samples are
+        then counted in ranges of batches; the counts, hence the certificate, are identical.
+      timings: optional dict that receives wall-clock seconds: `compile_s` (tracing and compiling
+        the kernels), `select_s` and `estimate_s` (sampling, compilation excluded), `bound_s`
+        (statistics and base certificates on the host) and `samples` (model calls made).
     Returns:
       A `Certificate`.
     Raises:
-      ValueError before any compilation for invalid arguments (including logits of the wrong shape,
-      found with `jax.eval_shape`); RuntimeError if a sparse sample overflowed its capacity.
+      ValueError before any compilation for invalid arguments (including logits of the wrong shape
+      or fewer than two classes, found with `jax.eval_shape`, and `n`, `alpha` and the number of
+      tested outputs for which no output could be certified even if every sample agreed); after
+      sampling, ValueError if the model returned a NaN or infinite logit in any sample (nothing is
+      certified then); RuntimeError if a sparse sample overflowed its capacity.
+    Warns:
+      UserWarning when an image lies outside [0, 1], the pixel range the noise levels refer to
+      (e.g. a uint8 image in 0..255, for which the certified radii would be 255 times too large).
     """
     key = _keys.check_key("key", key)
     smoothing = check_smoothing(smoothing)
@@ -222,6 +238,10 @@ def certify(
     tested = _tested_mask(outputs, output_shape)
     if not tested.any():
         _checks.fail("outputs", outputs, "must select at least one output", "")
+    num_tested = int(tested.sum())
+    num_bins = _kernels.check_histogram_bins(num_bins)
+    # The kernel samples with float32 standard deviations; the certificate uses exactly those.
+    sampled_stds = _kernels.sampled_stds(smoothing.stds) if gaussian else None
     x, sampler, num_cols = _check_input(x, smoothing, num_features)
     input_format = "sparse" if sampler == "sparse_bernoulli" else "dense"
     if input_format == "sparse":
@@ -230,7 +250,6 @@ def certify(
         addition_capacity = _checks.positive_int("addition_capacity", addition_capacity)
     example = _kernels._example_input(x, sampler, addition_capacity or 0)
     num_classes = _kernels.check_logits(apply_fn, params, example, output_shape, None)
-    num_bins = _kernels.check_histogram_bins(num_bins)
 
     # A batch larger than the samples asked for only costs memory. Lowering it changes no count:
     # a single batch either way, and sample i of batch 0 is drawn from its own counter (with JAX's
@@ -256,7 +275,6 @@ def certify(
     flat_group = smoothing.group.reshape(-1)
     active = np.zeros(smoothing.num_groups, bool)
     active[np.unique(flat_group[tested])] = True
-    num_tested = int(tested.sum())
 
     common = dict(
         batch_size=batch_size,
@@ -268,14 +286,25 @@ def certify(
         devices=devices,
         per_example=per_example,
     )
+    _check_certifiable(n, alpha, num_tested, certificate, correction, tau, num_bins)
     key_select, key_estimate = jax.random.split(key)
     votes_counter = _kernels._make_counter(
         apply_fn, smoothing, mode="votes", check_calls=False, **common
     )
+    clock = dict(compile_s=0.0, select_s=0.0, estimate_s=0.0, bound_s=0.0, samples=0)
+    stage = dict(
+        params=params,
+        x=x,
+        active=active,
+        batch_size=batch_size,
+        num_devices=len(jax.devices()) if devices is None else len(tuple(devices)),
+        addition_capacity=addition_capacity,
+        progress=progress,
+        clock=clock,
+    )
 
     # 1) selection: majority vote on n0 samples per group.
-    selected = votes_counter(key_select, params, x, n0, active=active)
-    _raise_on_overflow(selected, addition_capacity)
+    selected = _count_stage(votes_counter, key_select, n0, name="select", **stage)
     select_votes = np.asarray(selected.counts, np.int64).reshape(num_outputs, num_classes)
     prediction = np.argmax(select_votes, axis=1).astype(np.int64)
 
@@ -283,8 +312,8 @@ def certify(
     p_out = mu_out = zeta_out = radius = binary_radius = counts = hist = grid = None
     if certificate == "neyman_pearson":
         # 2) estimation on n fresh samples: consistency counts (same compiled kernel as selection).
-        estimated = votes_counter(key_estimate, params, x, n, active=active)
-        _raise_on_overflow(estimated, addition_capacity)
+        estimated = _count_stage(votes_counter, key_estimate, n, name="estimate", **stage)
+        bound_start = time.perf_counter()
         votes = np.asarray(estimated.counts, np.int64).reshape(num_outputs, num_classes)
         counts = votes[np.arange(num_outputs), prediction]
         p_lower = np.zeros(num_outputs)
@@ -299,7 +328,7 @@ def certify(
                 method += " (no simultaneous-coverage proof; reproduction only)"
         p_out = np.where(tested, p_lower, nan)
         if gaussian:
-            certs = base_certs.gaussian(prediction, p_lower, flat_group, smoothing.stds)
+            certs = base_certs.gaussian(prediction, p_lower, flat_group, sampled_stds)
             radius = _l2_radius(certs)
             method = "gaussian:" + method
         else:
@@ -314,10 +343,15 @@ def certify(
         hist_counter = _kernels._make_counter(
             apply_fn, smoothing, mode="histogram", check_calls=False, **common
         )
-        estimated = hist_counter(
-            key_estimate, params, x, n, target=prediction.reshape(output_shape), active=active
+        estimated = _count_stage(
+            hist_counter,
+            key_estimate,
+            n,
+            name="estimate",
+            target=prediction.reshape(output_shape),
+            **stage,
         )
-        _raise_on_overflow(estimated, addition_capacity)
+        bound_start = time.perf_counter()
         hist = np.asarray(estimated.counts, np.int64).reshape(num_outputs, num_bins)
         level = alpha / num_tested
         edges = np.linspace(0.0, 1.0, num_bins + 1)
@@ -332,7 +366,7 @@ def certify(
         mu_out = np.where(tested, mu_lower, nan)
         zeta_out = np.where(tested, zeta_upper, nan)
         if gaussian:
-            weights = _inverse_variances(smoothing.stds)[None]
+            weights = _inverse_variances(sampled_stds)[None]
             norm = "l2"
         else:
             weights = np.stack(
@@ -350,6 +384,9 @@ def certify(
 
     if certs is not None:
         abstain = certs.abstain
+    clock["bound_s"] = time.perf_counter() - bound_start
+    if timings is not None:
+        timings.update(clock)
     return Certificate(
         prediction=prediction,
         abstain=np.asarray(abstain | ~tested),
@@ -402,7 +439,18 @@ def _check_input(x, smoothing: Smoothing, num_features):
     """Validates `x` (`_kernels.check_input`); returns (device input, sampler, num_cols)."""
     region_shape = tuple(smoothing.region.shape)
     if smoothing.kind == "gaussian":
-        return _kernels.check_input(x, "gaussian", region_shape, 0), "gaussian", 0
+        image = _kernels.check_input(x, "gaussian", region_shape, 0)
+        low, high = float(image.min()), float(image.max())
+        if low < 0.0 or high > 1.0:
+            warnings.warn(
+                f"`x` has values in [{low:g}, {high:g}], but the noise levels of the smoothing "
+                "(and hence the certified radii) are in [0, 1] pixel units. Scale the image to "
+                "[0, 1] before certifying (e.g. x / 255 for uint8 images) and apply any "
+                "normalization inside apply_fn.",
+                UserWarning,
+                stacklevel=3,
+            )
+        return image, "gaussian", 0
     num_rows = region_shape[0]
     if isinstance(x, SparseBinary):
         if num_features is None:
@@ -427,6 +475,112 @@ def _check_input(x, smoothing: Smoothing, num_features):
         _kernels.check_input(x, "dense_bernoulli", region_shape, num_cols),
         "dense_bernoulli",
         num_cols,
+    )
+
+
+def _count_stage(
+    counter,
+    key,
+    num_samples: int,
+    *,
+    name: str,
+    params,
+    x,
+    active,
+    batch_size: int,
+    num_devices: int,
+    addition_capacity,
+    progress: bool,
+    clock: dict,
+    target=None,
+):
+    """Runs one sampling stage (`num_samples` per active group) and checks its counts.
+
+    With a progress bar, the batches are counted in consecutive ranges (the first range small, so
+    that compilation shows apart from sampling) whose counts are added on the device: the result
+    is identical to one call. Time spent compiling goes to `clock["compile_s"]`, the rest of the
+    stage to `clock[name + "_s"]`.
+    """
+    num_batches = -(-num_samples // batch_size)
+    num_active = int(np.count_nonzero(active))
+    samples = num_samples * num_active
+    bar = _progress.bar(
+        samples, desc=f"certify: {name}", unit="samples", enabled=progress, leave=False
+    )
+    if bar.disable:
+        ranges = [(0, num_batches)]
+    else:
+        first = min(num_devices, num_batches)
+        step = max(num_devices, -(-(num_batches - first) // 20))
+        ranges = [(0, first)] + [
+            (lo, min(lo + step, num_batches)) for lo in range(first, num_batches, step)
+        ]
+    start = time.perf_counter()
+    total = None
+    with bar, _kernels.compile_clock() as compile_time:
+        for lo, hi in ranges:
+            part = counter(
+                key, params, x, num_samples, target=target, active=active, batches=(lo, hi)
+            )
+            total = part if total is None else _kernels.add_counts(total, part)
+            if not bar.disable:
+                total.overflow.block_until_ready()
+                done = min(hi * batch_size, num_samples) * num_active
+                if lo == 0:
+                    _progress.compiled(bar, done)
+                else:
+                    bar.update(done - bar.n)
+        jax.block_until_ready(total)
+    clock["compile_s"] += compile_time.seconds
+    clock[f"{name}_s"] = max(time.perf_counter() - start - compile_time.seconds, 0.0)
+    clock["samples"] += samples
+    _raise_on_overflow(total, addition_capacity)
+    _kernels.raise_on_nonfinite(total)
+    return total
+
+
+def _check_certifiable(n, alpha, num_tested, certificate, correction, tau, num_bins) -> None:
+    """Refuses (before sampling) settings under which no output can be certified at all.
+
+    Even if all `n` estimation samples of an output agree, its bound must beat 1/2: a
+    Clopper-Pearson lower bound at level `a` is then `a**(1 / n)`, so Bonferroni over `N` tested
+    outputs needs `(alpha / N)**(1 / n) > 1/2`, i.e. `n > log2(N / alpha)`. The DKW mean bound and
+    Holm's test have their own ceilings. The error names the smallest `n` that could certify.
+    """
+
+    def possible(m: int) -> bool:
+        if certificate == "variance":
+            hist = np.zeros((1, num_bins), np.int64)
+            hist[0, -1] = m
+            edges = np.linspace(0.0, 1.0, num_bins + 1)
+            mu_lower, _ = stats.mean_bounds_from_histogram(hist, edges, alpha / num_tested)
+            return float(mu_lower[0]) > 0.5
+        if correction == "holm":
+            return bool(stats.holm_threshold_test(np.array([m]), m, tau, alpha / num_tested)[0])
+        # rank_levels may give a single output the level alpha; Bonferroni gives alpha / N
+        level = alpha if correction == "rank_levels" else alpha / num_tested
+        return float(stats.clopper_pearson_lower(m, m, level)) > 0.5
+
+    if possible(n):
+        return
+    high = max(2 * n, 2)
+    while not possible(high):
+        high *= 2
+    low = n  # impossible at low, possible at high
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (low, mid) if possible(mid) else (mid, high)
+    what = {"variance": "the DKW mean bound", "holm": "Holm's test"}.get(
+        certificate if certificate == "variance" else correction,
+        "the Clopper-Pearson bound",
+    )
+    _checks.fail(
+        "n",
+        n,
+        f"is too small to certify anything with alpha={alpha} over {num_tested} tested outputs: "
+        f"even if all {n} samples agreed, {what} could not exceed 1/2, so every output would "
+        "abstain",
+        f"Pass n >= {high} (or a larger alpha, or fewer tested outputs via `outputs`).",
     )
 
 

@@ -410,3 +410,25 @@ def test_raising_a_sample_never_lowers_the_mean_bounds(samples, data):
 def test_bad_inputs_name_the_argument(call, name):
     with pytest.raises(ValueError, match=f"`{name}`"):
         call()
+
+
+@pytest.mark.parametrize("levels", ["bonferroni", "rank_levels", "mixed", "per_n"])
+def test_clopper_pearson_with_per_output_levels_equals_the_direct_formula(levels):
+    # the public bounds deduplicate (count, n, level) triples; every entry must equal the
+    # element-wise inverse beta function exactly
+    rng = np.random.default_rng(7)
+    counts = rng.integers(0, 41, size=(30, 20))
+    n = 40
+    if levels == "mixed":
+        level = rng.choice([0.01, 0.02, 0.3], size=counts.shape)
+    elif levels == "per_n":
+        n = rng.integers(40, 43, size=counts.shape)
+        level = rng.choice([0.01, 0.02], size=counts.shape)
+    else:
+        level = stats.corrected_levels(counts, 0.1, levels)
+    safe = np.maximum(counts, 1)
+    lower = np.where(counts == 0, 0.0, special.betaincinv(safe, n - safe + 1, level))
+    top = np.minimum(counts, n - 1)
+    upper = np.where(counts == n, 1.0, special.betaincinv(top + 1, n - top, 1 - level))
+    np.testing.assert_array_equal(stats.clopper_pearson_lower(counts, n, level), lower)
+    np.testing.assert_array_equal(stats.clopper_pearson_upper(counts, n, level), upper)

@@ -20,6 +20,7 @@ the compiled kernel: pass the same function object each time to reuse the compil
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -41,6 +42,11 @@ _AXIS = "samples"
 class Counts(NamedTuple):
     """What a kernel returns (device arrays).
 
+    A model output that is NaN or infinite is never counted as a vote: `nonfinite_samples` and
+    `nonfinite_outputs` record it, and `raise_on_invalid` turns it into a ValueError (the counter of
+    `make_counter` and `lrsjax.certify` call it), because argmax of NaN logits is class 0 and would
+    otherwise look like a perfectly consistent prediction.
+
     Fields:
       counts: int32. mode "votes": `[*output_shape, num_classes]`, how often each class was the
         argmax; "consistency": `[*output_shape]`, how often the argmax equalled `target`;
@@ -49,10 +55,16 @@ class Counts(NamedTuple):
         as 0). Each output only counts the samples of its own smoothing group.
       overflow: bool []: True if some sparse Bernoulli sample drew more additions than its capacity;
         the counts are then invalid and the caller must raise.
+      nonfinite_samples: int32 []: model calls (one noisy sample of one group) whose logits held a
+        NaN or an infinity anywhere.
+      nonfinite_outputs: bool [*output_shape]: outputs whose logits were NaN or infinite in at least
+        one sample.
     """
 
     counts: jax.Array
     overflow: jax.Array
+    nonfinite_samples: jax.Array
+    nonfinite_outputs: jax.Array
 
 
 class _Static(NamedTuple):
@@ -82,6 +94,17 @@ class _Arrays(NamedTuple):
     region_size: Any  # int32 [M] (sparse) else dummy
 
 
+def sampled_stds(stds) -> np.ndarray:
+    """The standard deviations the kernel samples with, as exact float64 values `[K, M]`.
+
+    The kernel draws float32 noise scaled by float32 standard deviations; rounding a float64 std
+    to float32 can move it up or down by a relative 2**-24. A certificate computed from the
+    float64 std would then describe a slightly different distribution than the one sampled, so
+    certificates use these values (float32 values are exact in float64). `inf` (masked) stays.
+    """
+    return np.asarray(np.asarray(stds, np.float64).astype(np.float32), np.float64)
+
+
 def _device_arrays(smoothing: Smoothing, sampler: str) -> _Arrays:
     dummy_f = np.zeros((1, 1), np.float32)
     dummy_u = np.zeros((1, 1), np.uint32)
@@ -90,7 +113,7 @@ def _device_arrays(smoothing: Smoothing, sampler: str) -> _Arrays:
         return _Arrays(
             smoothing.group,
             smoothing.region,
-            np.asarray(smoothing.stds, np.float32),
+            sampled_stds(smoothing.stds).astype(np.float32),
             dummy_f,
             dummy_u,
             dummy_u,
@@ -160,7 +183,7 @@ def _batch_step(static: _Static, key, b, params, x, valid, arrays, target, activ
         )
 
     def group_step(k, carry):
-        counts, overflow = carry
+        counts, overflow, bad_samples, bad_outputs = carry
         group_mask = (arrays.group == k) & active[k]
         if static.sampler == "gaussian":
             std_map = _samplers.gaussian_std_map(arrays.stds[k], arrays.region)
@@ -196,7 +219,13 @@ def _batch_step(static: _Static, key, b, params, x, valid, arrays, target, activ
                 )
         logits = model(params, noisy)
         counts = _accumulate(static, counts, logits, valid, group_mask, target)
-        return counts, overflow
+        # Non-finite logits anywhere in a counted sample: the reduction rides on the model's output
+        # already in memory, so it costs a fraction of the counting itself.
+        finite = jnp.isfinite(logits).all(axis=-1)  # [B, *out]
+        broken = ~finite & valid.reshape((-1,) + (1,) * (finite.ndim - 1))
+        bad_samples = bad_samples + jnp.sum(broken.reshape(broken.shape[0], -1).any(axis=1))
+        bad_outputs = bad_outputs | broken.any(axis=0)
+        return counts, overflow, bad_samples.astype(jnp.int32), bad_outputs
 
     if static.num_groups == 1:
         return group_step(0, carry)
@@ -215,48 +244,61 @@ def _counts_shape(static: _Static, output_shape) -> tuple:
     return (*output_shape, static.num_bins)
 
 
-def _device_counts(static, key, params, x, num_samples, arrays, target, active, device, devices):
-    """Counts of the batches `device, device + devices, ...` (all batches when devices == 1)."""
+def _device_counts(
+    static, key, params, x, num_samples, batch_range, arrays, target, active, device, devices
+):
+    """Counts of the batches `b` in `[batch_range[0], batch_range[1])` with `b % devices == device`.
+
+    Batch `b` always holds samples `b * batch_size ...` of the stage and draws its noise from
+    `fold_in(key, b)`, so splitting the batches into ranges (progress updates) or over devices
+    changes no count: the integer counts of the parts add up exactly.
+    """
     batch_size = static.batch_size
-    num_batches = (num_samples + batch_size - 1) // batch_size
-    trips = jnp.maximum(num_batches - device + devices - 1, 0) // devices
+    start, stop = batch_range[0], batch_range[1]
+    first = start + (device - start) % devices  # the first batch of this device in the range
+    trips = jnp.maximum(stop - first + devices - 1, 0) // devices
     bitmap = None
     if static.sampler == "sparse_bernoulli":
         bitmap = _samplers.ones_bitmap(x, static.num_rows, static.num_cols)
     init = (
         jnp.zeros(_counts_shape(static, arrays.group.shape), jnp.int32),
         jnp.zeros((), bool),
+        jnp.zeros((), jnp.int32),
+        jnp.zeros(arrays.group.shape, bool),
     )
     slots = jnp.arange(batch_size, dtype=jnp.int32)
 
     def body(i, carry):
-        b = device + devices * i
+        b = first + devices * i
         valid = slots < num_samples - b * batch_size
         return _batch_step(static, key, b, params, x, valid, arrays, target, active, bitmap, carry)
 
-    counts, overflow = lax.fori_loop(0, trips, body, init)
-    return Counts(counts, overflow)
+    return Counts(*lax.fori_loop(0, trips, body, init))
 
 
-def _count_impl(static: _Static, key, params, x, num_samples, arrays, target, active):
+def _count_impl(static: _Static, key, params, x, num_samples, batch_range, arrays, target, active):
     num_devices = len(static.devices)
+    args = (key, params, x, num_samples, batch_range, arrays, target, active)
     if num_devices == 1:
-        return _device_counts(static, key, params, x, num_samples, arrays, target, active, 0, 1)
+        return _device_counts(static, *args, 0, 1)
     mesh = jax.sharding.Mesh(np.asarray(static.devices), (_AXIS,))
     spec = jax.sharding.PartitionSpec()
 
-    def per_device(key, params, x, num_samples, arrays, target, active):
-        device = lax.axis_index(_AXIS)
-        out = _device_counts(
-            static, key, params, x, num_samples, arrays, target, active, device, num_devices
-        )
+    def per_device(*args):
+        out = _device_counts(static, *args, lax.axis_index(_AXIS), num_devices)
         overflow = lax.psum(out.overflow.astype(jnp.int32), _AXIS) > 0
-        return Counts(lax.psum(out.counts, _AXIS), overflow)
+        bad_outputs = lax.psum(out.nonfinite_outputs.astype(jnp.int32), _AXIS) > 0
+        return Counts(
+            lax.psum(out.counts, _AXIS),
+            overflow,
+            lax.psum(out.nonfinite_samples, _AXIS),
+            bad_outputs,
+        )
 
     sharded = jax.shard_map(
-        per_device, mesh=mesh, in_specs=(spec,) * 7, out_specs=spec, check_vma=False
+        per_device, mesh=mesh, in_specs=(spec,) * len(args), out_specs=spec, check_vma=False
     )
-    return sharded(key, params, x, num_samples, arrays, target, active)
+    return sharded(*args)
 
 
 _count_jit = jax.jit(_count_impl, static_argnums=(0,))
@@ -303,10 +345,14 @@ def make_counter(
         the batch. Same counts; faster on CPU for models built on scatters (sparse GNN layers),
         whose vmapped form is a slow batched scatter. Noise is still drawn per batch.
     Returns:
-      `count(key, params, x, num_samples, target=None, active=None) -> Counts`. `target` is int
-      `[*output_shape]` (modes "consistency" and "histogram"); `active` is bool `[K]`, groups to
-      sample (inactive groups are skipped and their outputs stay 0). The same compiled code is
-      reused for any key, params, input, `num_samples`, `target` and `active` of the same shapes.
+      `count(key, params, x, num_samples, target=None, active=None, batches=None) -> Counts`.
+      `target` is int `[*output_shape]` (modes "consistency" and "histogram"); `active` is bool
+      `[K]`, groups to sample (inactive groups are skipped and their outputs stay 0); `batches` is
+      an optional range `(start, stop)` of the `ceil(num_samples / batch_size)` batches to count
+      (default all): the counts of consecutive ranges add up to the counts of all batches, exactly.
+      Raises ValueError when the model returns a NaN or infinite logit (`raise_on_nonfinite`).
+      The same compiled code is reused for any key, params, input, `num_samples`, `target`,
+      `active` and `batches` of the same shapes.
     """
     return _make_counter(
         apply_fn,
@@ -398,7 +444,7 @@ def _make_counter(
         last_checked[:] = [tuple(leaves), out] if immutable else []
         return out
 
-    def count(key, params, x, num_samples, target=None, active=None) -> Counts:
+    def count(key, params, x, num_samples, target=None, active=None, batches=None) -> Counts:
         key = _keys.check_key("key", key)
         if check_calls:
             x = checked_input(x)
@@ -433,18 +479,84 @@ def _make_counter(
         active = _checks.as_bool_array("active", active, ndim=1)
         if active.shape[0] != num_groups:
             _checks.fail("active", active, f"must have one entry per group ({num_groups})", "")
-        return _count_jit(
+        num_batches = -(-num_samples // batch_size)
+        if batches is None:
+            batches = (0, num_batches)
+        batches = tuple(int(b) for b in batches)
+        if len(batches) != 2 or not 0 <= batches[0] <= batches[1] <= num_batches:
+            _checks.fail(
+                "batches",
+                batches,
+                f"must be a range (start, stop) with 0 <= start <= stop <= {num_batches} (the "
+                f"batches of {num_samples} samples)",
+                "Pass None for all batches.",
+            )
+        out = _count_jit(
             static,
             key,
             params,
             _canonical_input(x, sampler),
             jnp.asarray(num_samples, jnp.int32),
+            jnp.asarray(batches, jnp.int32),
             arrays,
             jnp.asarray(target, jnp.int32),
             jnp.asarray(active),
         )
+        if check_calls:
+            raise_on_nonfinite(out)
+        return out
 
     return count
+
+
+class CompileClock:
+    """Seconds JAX spent tracing, lowering and compiling while a `compile_clock()` block ran."""
+
+    def __init__(self):
+        self.seconds = 0.0
+
+    def _listen(self, event: str, duration: float, **_) -> None:
+        if event.startswith("/jax/core/compile/"):
+            self.seconds += float(duration)
+
+
+@contextlib.contextmanager
+def compile_clock():
+    """Measures compilation time (all threads) from JAX's own compile events."""
+    clock = CompileClock()
+    jax.monitoring.register_event_duration_secs_listener(clock._listen)
+    try:
+        yield clock
+    finally:
+        jax.monitoring.unregister_event_duration_listener(clock._listen)
+
+
+@jax.jit
+def add_counts(a: Counts, b: Counts) -> Counts:
+    """The counts of two disjoint batch ranges (or devices) of one stage, added on the device."""
+    return Counts(
+        a.counts + b.counts,
+        a.overflow | b.overflow,
+        a.nonfinite_samples + b.nonfinite_samples,
+        a.nonfinite_outputs | b.nonfinite_outputs,
+    )
+
+
+def raise_on_nonfinite(counts: Counts) -> None:
+    """Raises a ValueError if the model returned a NaN or infinite logit in any counted sample.
+
+    Waits for the kernel. Argmax of NaN logits is class 0, so such samples would otherwise count as
+    consistent votes and certify a broken model; nothing computed from these counts is valid.
+    """
+    bad_samples = int(counts.nonfinite_samples)
+    if bad_samples:
+        bad_outputs = int(np.count_nonzero(np.asarray(counts.nonfinite_outputs)))
+        raise ValueError(
+            f"The model returned NaN or infinite logits: {bad_samples} noisy samples, at "
+            f"{bad_outputs} of {np.asarray(counts.nonfinite_outputs).size} outputs. Nothing was "
+            "certified. Check the model on noisy inputs (e.g. a log of a non-positive value, an "
+            "overflow in float16, or an input normalization that divides by zero)."
+        )
 
 
 def check_histogram_bins(num_bins) -> int:
@@ -534,8 +646,8 @@ def _example_input(x, sampler: str, addition_capacity: int):
 
 
 def check_logits(apply_fn, params, example, output_shape: tuple, num_classes: int | None) -> int:
-    """Checks the model's logits `[*output_shape, C]` with `jax.eval_shape` (traces, never
-    compiles); with `num_classes` given, also `C == num_classes`. Returns C."""
+    """Checks the model's logits `[*output_shape, C]`, `C >= 2`, with `jax.eval_shape` (traces,
+    never compiles); with `num_classes` given, also `C == num_classes`. Returns C."""
     try:
         out = jax.eval_shape(apply_fn, params, example)
     except Exception as error:  # the user's model failed on a correctly shaped input
@@ -552,8 +664,14 @@ def check_logits(apply_fn, params, example, output_shape: tuple, num_classes: in
             f"must return logits [*{output_shape}, num_classes] for one example",
             "Return one row of class scores per output (pixel or node).",
         )
-    if shape[-1] < 1:
-        _checks.fail("apply_fn", f"logits of shape {shape}", "must return >= 1 class", "")
+    if shape[-1] < 2:
+        _checks.fail(
+            "apply_fn",
+            f"logits of shape {shape}",
+            "must return >= 2 classes per output (with one class the vote is always class 0, so "
+            "every output would be certified whatever the model does)",
+            "Return one logit per class; for a binary model return two logits [-s, s], not one.",
+        )
     if num_classes is not None and shape[-1] != num_classes:
         _checks.fail(
             "num_classes",

@@ -36,9 +36,7 @@ def clopper_pearson_lower(counts, n, level) -> np.ndarray:
     """
     counts, n = _inputs.counts_and_n(counts, n)
     level = _inputs.levels("level", level, counts.shape)
-    if level.ndim == 0:
-        return _per_distinct(counts, n, lambda c, m: _lower(c, m, float(level)))
-    return _lower(counts, n, level)
+    return _per_distinct_level(counts, n, level, _lower)
 
 
 def clopper_pearson_upper(counts, n, level) -> np.ndarray:
@@ -51,9 +49,7 @@ def clopper_pearson_upper(counts, n, level) -> np.ndarray:
     """
     counts, n = _inputs.counts_and_n(counts, n)
     level = _inputs.levels("level", level, counts.shape)
-    if level.ndim == 0:
-        return _per_distinct(counts, n, lambda c, m: _upper(c, m, float(level)))
-    return _upper(counts, n, level)
+    return _per_distinct_level(counts, n, level, _upper)
 
 
 def corrected_levels(counts, alpha, method: str = "bonferroni") -> np.ndarray:
@@ -204,6 +200,41 @@ def _per_distinct(counts: np.ndarray, n: np.ndarray, fn) -> np.ndarray:
         _, first, inverse = np.unique(pairs, axis=0, return_index=True, return_inverse=True)
     values = fn(flat[first], n_flat[first])
     return values[inverse.ravel()].reshape(counts.shape)
+
+
+def _per_distinct_level(counts: np.ndarray, n: np.ndarray, level: np.ndarray, fn) -> np.ndarray:
+    """`fn(c, n, level)` evaluated once per distinct (count, n, level) triple, gathered.
+
+    Per-output levels (e.g. from `corrected_levels`) take few distinct values, so the triples
+    repeat about as much as the counts do.
+    """
+    flat_level = np.broadcast_to(level, counts.shape).ravel()
+    if flat_level.size == 0 or flat_level.min() == flat_level.max():
+        value = float(flat_level[0]) if flat_level.size else 0.5
+        return _per_distinct(counts, n, lambda c, m: fn(c, m, value))
+    flat = counts.ravel()
+    if n.ndim == 0 and int(n) <= 4 * flat.size + 65536:
+        # Corrected levels usually depend on the count alone: then one level per count suffices
+        # (checked exactly: scatter one level per count and compare every output with it).
+        per_count = np.zeros(int(n) + 1)
+        per_count[flat] = flat_level
+        if np.array_equal(per_count[flat], flat_level):
+            present = np.flatnonzero(np.bincount(flat, minlength=int(n) + 1))
+            table = np.empty(int(n) + 1)
+            table[present] = fn(present, np.full(present.shape, int(n)), per_count[present])
+            return table[counts]
+    values, which = np.unique(flat_level, return_inverse=True)
+    which = which.ravel()
+    n_flat = np.broadcast_to(n, counts.shape).ravel()
+    width = int(n_flat.max()) + 1  # counts and n both lie in [0, width)
+    if values.size * width * width < 2**62:
+        keys = (which * width + n_flat) * width + flat
+        _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    else:
+        triples = np.stack([which, n_flat, flat], axis=1)
+        _, first, inverse = np.unique(triples, axis=0, return_index=True, return_inverse=True)
+    out = fn(flat[first], n_flat[first], values[which[first]])
+    return out[inverse.ravel()].reshape(counts.shape)
 
 
 def _num_at_most(flat: np.ndarray, query):
