@@ -159,3 +159,52 @@ def test_lp_with_thresholds_one_ulp_apart_equals_the_paper_lp():
     for i, budget in enumerate(BINARY_BUDGETS):
         totals = budget_totals("binary", [budget])[0]
         assert res.certified[i] == _paper_lp_count(problem, totals), budget
+
+
+# ---------------------------------------------------------------------------------------------
+# SCIP's bound carries a margin from its dual feasibility tolerance.
+
+
+def _one_big_group():
+    """8 groups that one perturbation can attack only one at a time (W: 4 on the own region, 1
+    on the other 7, 28 unused regions); group 0 holds 100000 outputs, the others one each.
+    Budget (0.125, 0.125): the largest attack is group 0 alone, so exactly 7 are certified."""
+    weights = np.zeros((8, 36))
+    weights[:, :8] = 1.0 + 3.0 * np.eye(8)
+    group = np.concatenate([np.zeros(100_000, np.int64), np.arange(1, 8)])
+    return _certs(np.ones(group.size), group, np.stack([weights, weights]), norm="binary")
+
+
+def test_scip_bound_understated_within_its_tolerance_never_over_claims(monkeypatch):
+    from lrsjax.collective import _scip
+
+    real = _scip.ScipSolver
+
+    class Understating(real):
+        """SCIP stopped early, its bound 0.5 below the true optimum (100000): an error within
+        what its dual feasibility tolerance allows with 80 unit-range variables and objective
+        coefficients up to 1e5 (margin 0.8)."""
+
+        def status(self):
+            return _scip._S.FEASIBLE
+
+        def best_objective_bound(self):
+            return 100_000 - 0.5
+
+    monkeypatch.setattr(_scip, "ScipSolver", Understating)
+    res = collective.certify_collective(_one_big_group(), [[0.125, 0.125]], mode="milp",
+                                        milp_solver="scip")  # fmt: skip
+    assert res.solver == ("SCIP",)
+    assert res.certified.tolist() == [7]
+
+
+def test_scip_outcome_reports_the_margin():
+    from lrsjax.collective import _levels, _scip
+
+    eta, group = np.array([1.0, 2.0, 3.0, 1.5, 2.5]), np.array([0, 0, 0, 1, 1])
+    levels = _levels.levels_of(eta, np.array([5, 7, 100, 3, 9]), group)
+    out = _scip.ScipRun(levels, np.array([[[1.0, 0.2], [0.3, 1.0]]]), np.full(1, 2.0)).start().result()
+    assert out.status == "OPTIMAL" and out.objective == 12.0
+    # 2 spends in [0, 2] and 5 level variables in [0, 1], largest objective coefficient 100.
+    assert out.margin == pytest.approx(_scip.SCIP_DUALFEASTOL * 9 * 100)
+    assert out.bound == 12.0 + out.margin

@@ -9,6 +9,21 @@ level i are attacked; ordering makes the attacked set a prefix, as in every opti
 Its LP relaxation is the concave-hull relaxation (the ordered set's vertices are the prefixes),
 so SCIP starts from the hull bound. Used as a cross-check of `_bnb` and as the MILP solver for
 many groups, where SCIP's cutting planes close the gap faster than plain branching.
+
+Bound policy. Every other bound of the collective solvers is a Lagrangian bound recomputed in
+float64 (`_relax.dual_bound`), so it holds whatever the LP solver's tolerances. SCIP's dual bound
+cannot be recomputed that way (it comes from many node LPs, cuts and presolve), and SCIP's LP
+bounds are only as exact as its dual feasibility tolerance: an LP solution whose reduced costs
+violate dual feasibility by up to `d` can understate the LP optimum by up to
+`d * sum_j (u_j - l_j)` over the variables' boxes, and every node bound of the search inherits
+that error, hence so does the global bound. So the bound `ScipRun.result()` reports is SCIP's
+plus `margin = SCIP_DUALFEASTOL * sum_j (u_j - l_j) * max(1, max_i c_i)` (the objective scale
+`max c_i` because the LP solver applies the tolerance to its scaled problem), with SCIP's
+tolerances set explicitly to the values the margin assumes. Primal tolerances (`feastol`) only
+admit slightly infeasible attacks and cuts valid for that larger set, which raises SCIP's bound:
+the safe direction. The attack count is an integer, so a margin below 1 costs an output only
+when SCIP's bound has a fractional part above `1 - margin` (less the rounding slack); a proven
+optimum (integral bound) loses none while the margin stays below 1.
 """
 
 from __future__ import annotations
@@ -25,6 +40,9 @@ from ortools.linear_solver import linear_solver_pb2, pywraplp
 from ortools.linear_solver.python import model_builder_helper as mbh
 
 _S = mbh.SolveStatus
+# SCIP's tolerances, set explicitly (its defaults): the bound margin of the module docstring.
+SCIP_DUALFEASTOL = 1e-7
+SCIP_FEASTOL = 1e-6
 _STATUS = {
     pywraplp.Solver.OPTIMAL: _S.OPTIMAL,
     pywraplp.Solver.FEASIBLE: _S.FEASIBLE,
@@ -72,8 +90,9 @@ class ScipSolver:
         if solver.LoadModelFromProto(proto):  # a non-empty message: the model was refused
             self._status = _S.MODEL_INVALID
             return
-        if self._params:
-            solver.SetSolverSpecificParametersAsString(self._params)
+        if self._params and not solver.SetSolverSpecificParametersAsString(self._params):
+            self._status = _S.MODEL_INVALID  # e.g. tolerances the bound margin relies on
+            return
         if self._limit_ms is not None:
             solver.SetTimeLimit(self._limit_ms)
         self._status = _STATUS.get(solver.Solve(), _S.ABNORMAL)
@@ -99,13 +118,15 @@ class ScipSolver:
 
 class ScipOutcome(NamedTuple):
     """Fields: status ("OPTIMAL", "FEASIBLE", or the failing SolveStatus name), objective (best
-    attack found, NaN if none), bound (SCIP's proven dual bound, NaN if none), b (float64 [T, M]
-    spend of the best attack found, None if none)."""
+    attack found, NaN if none), bound (SCIP's proven dual bound plus `margin`, the bound policy of
+    the module docstring; NaN if none), b (float64 [T, M] spend of the best attack found, None if
+    none), margin (what was added to SCIP's bound)."""
 
     status: str
     objective: float
     bound: float
     b: np.ndarray | None = None
+    margin: float = 0.0
 
 
 class OrderedModel(NamedTuple):
@@ -196,6 +217,8 @@ def _build(levels, weights, totals, hint_b, top_rows=()):
     for index in z:
         model.set_var_integrality(int(index), True)
     model.set_maximize(True)
+    margin = SCIP_DUALFEASTOL * float(np.sum(data.var_hi - data.var_lo))
+    margin *= max(1.0, float(np.max(np.abs(data.objective))))
     if hint_b is not None:
         power = np.einsum("tkm,tm->k", weights, hint_b)
         for j, value in enumerate(np.asarray(hint_b).reshape(-1)):
@@ -204,7 +227,7 @@ def _build(levels, weights, totals, hint_b, top_rows=()):
             attacked = np.searchsorted(lv.eta, power[lv.group], side="right")
             for i in range(lv.eta.size):
                 model.add_hint(int(z[first[g] + i]), 1.0 if i < attacked else 0.0)
-    return model, nb, t_count, m_count
+    return model, nb, t_count, m_count, margin
 
 
 class ScipRun:
@@ -216,13 +239,17 @@ class ScipRun:
 
     def __init__(self, levels, weights, totals, *, time_limit_s=None, hint_b=None, top_rows=()):
         totals = np.asarray(totals, np.float64)
-        self._model, self._nb, self._t, self._m = _build(levels, weights, totals, hint_b, top_rows)
+        built = _build(levels, weights, totals, hint_b, top_rows)
+        self._model, self._nb, self._t, self._m, self.margin = built
         self._solver = ScipSolver("scip")
         if not self._solver.solver_is_supported():
             raise RuntimeError(
                 "SCIP is not available in this OR-Tools build; use milp_solver='bnb'."
             )
-        self._solver.set_solver_specific_parameters("limits/gap = 0\nlimits/absgap = 0")
+        self._solver.set_solver_specific_parameters(
+            "limits/gap = 0\nlimits/absgap = 0\n"
+            f"numerics/dualfeastol = {SCIP_DUALFEASTOL!r}\nnumerics/feastol = {SCIP_FEASTOL!r}"
+        )
         if time_limit_s is not None:
             self._solver.set_time_limit_in_seconds(max(float(time_limit_s), 1e-3))
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -274,7 +301,7 @@ class ScipRun:
                 status = _S.FEASIBLE  # stopped from outside: trust only the proven bound
             if status == _S.OPTIMAL and not np.isfinite(bound):
                 bound = objective_value
-            return ScipOutcome(status.name, objective_value, bound, b)
+            return ScipOutcome(status.name, objective_value, bound + self.margin, b, self.margin)
         return ScipOutcome(status.name, objective_value, float("nan"), b)
 
 
