@@ -10,6 +10,7 @@ A bar that is not drawn is a real tqdm object whose calls do nothing, so `update
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
@@ -74,22 +75,25 @@ def bar(
     )
 
 
-def compiled(progress_bar: tqdm.tqdm, done: int = 1, **postfix) -> float:
+def compiled(progress_bar: tqdm.tqdm, done: int = 1, *, compile_s=None, **postfix) -> float:
     """Marks the end of compilation: `done` units are finished and the rate is measured from now.
 
     The first units of a jitted loop include tracing and compilation; counting them in the rate
-    would make steps/s and the ETA too pessimistic. This adds `done` units, restarts the bar's
-    clock, shows the seconds spent so far as `compile=<s>` (plus `postfix`) and returns them.
+    would make the rate and the ETA too pessimistic. This adds `done` units, restarts the bar's
+    clock and shows `compile=<s>` (plus `postfix`): `compile_s` if given (NaN: not shown), else
+    the seconds since the bar started, which are returned.
     """
-    seconds = float(progress_bar.format_dict["elapsed"])
+    seconds = float(progress_bar.format_dict["elapsed"]) if compile_s is None else compile_s
     if progress_bar.disable:
         progress_bar.update(done)
         return seconds
     progress_bar.reset()
     progress_bar.update(done)
     progress_bar.initial = progress_bar.last_print_n = progress_bar.n  # rate counts from here
-    progress_bar.compile_s = seconds
-    progress_bar.set_postfix(compile=f"{seconds:.1f}s", **postfix)
+    if math.isfinite(seconds):
+        progress_bar.compile_s = seconds
+        postfix = {"compile": f"{seconds:.1f}s", **postfix}
+    progress_bar.set_postfix(postfix)
     return seconds
 
 
@@ -97,9 +101,9 @@ def training_step(progress_bar: tqdm.tqdm, step: int, loss, **postfix) -> None:
     """Advances a training bar by one step; shows `loss` (a scalar, device arrays are fine).
 
     Step 0 waits for `loss` and marks compilation (see `compiled`). Later steps read `loss` at
-    most every `MIN_INTERVAL_S` seconds, so the device queue is not drained at every step. A
-    hidden bar never reads `loss`. Reading a value never changes it: results are the same with
-    and without the bar.
+    most every `MIN_INTERVAL_S` seconds and at the last step, so the device queue is not drained
+    at every step. A hidden bar never reads `loss`. Reading a value never changes it: results are
+    the same with and without the bar.
     """
     if progress_bar.disable:
         return
@@ -109,11 +113,13 @@ def training_step(progress_bar: tqdm.tqdm, step: int, loss, **postfix) -> None:
         progress_bar.postfix_t = now
         return
     progress_bar.update(1)
-    if now - getattr(progress_bar, "postfix_t", 0.0) >= MIN_INTERVAL_S:
+    last = progress_bar.n == progress_bar.total
+    if last or now - getattr(progress_bar, "postfix_t", 0.0) >= MIN_INTERVAL_S:
         progress_bar.postfix_t = now
-        values = {"loss": f"{float(loss):.4f}", **postfix}
+        values = {}
         if hasattr(progress_bar, "compile_s"):
             values["compile"] = f"{progress_bar.compile_s:.1f}s"
+        values.update(loss=f"{float(loss):.4f}", **postfix)
         progress_bar.set_postfix(values, refresh=False)
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from lrsjax import pipelines, results
+from lrsjax.pipelines._graph import STAGES
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -28,9 +29,14 @@ def _quiet(*args, **kwargs):
     pass
 
 
-def test_segmentation_job_resumes_and_agrees(tmp_path):
+def test_segmentation_job_resumes_and_agrees(tmp_path, monkeypatch, capsys):
     job = pipelines.SegmentationJob(out_dir=str(tmp_path / "seg"), **TINY_SEG)
-    run_path = pipelines.run_segmentation(job, log=_quiet)
+    monkeypatch.setenv("LRSJAX_PROGRESS", "0")  # no bar: one log line per image instead
+    lines = []
+    run_path = pipelines.run_segmentation(job, log=lines.append)
+    per_image = [line for line in lines if "samples/s" in line]
+    assert len(per_image) == 2 and per_image[0].startswith("img0000")
+    assert capsys.readouterr().err == ""
     run = results.RunDir.existing(run_path)
     done = run.done_items()
     assert len(done) == 2
@@ -60,7 +66,10 @@ def test_segmentation_job_resumes_and_agrees(tmp_path):
     # Delete one item's JSON (as a kill between NPZ and JSON would leave it) and resume.
     run.json_path(first).unlink()
     (run.items_dir / f".{first}.json.123.tmp").write_text("{half")
+    monkeypatch.setenv("LRSJAX_PROGRESS", "1")  # a bar on stderr; the results do not change
     pipelines.run_segmentation(job, log=_quiet)
+    err = capsys.readouterr().err
+    assert "certify images" in err and "1/1" in err and "samples/s" in err
     assert run.done_items() == done
     again, arrays_again = run.load_item(first, verify=True)
     assert run.json_path(first).read_bytes() == first_bytes  # bit-identical recomputation
@@ -74,9 +83,16 @@ def test_segmentation_job_resumes_and_agrees(tmp_path):
     assert paths and all(p.stat().st_size > 0 for p in paths)
 
 
-def test_graph_job_runs_and_is_consistent(tmp_path):
+def test_graph_job_runs_and_is_consistent(tmp_path, monkeypatch, capsys):
     job = pipelines.GraphJob(out_dir=str(tmp_path / "graph"), **TINY_GRAPH)
-    run_path = pipelines.run_graph(job, log=_quiet)
+    monkeypatch.setenv("LRSJAX_PROGRESS", "1")  # draw the bars although stderr is captured
+    run_path = pipelines.run_graph(job)
+    captured = capsys.readouterr()
+    # Bars on stderr for training and every stage; stdout holds the log and an intact table.
+    assert "train APPNP" in captured.err
+    assert f"{len(STAGES)}/{len(STAGES)}" in captured.err
+    assert "samples/s" in captured.err
+    assert "\r" not in captured.out and "localized_milp" in captured.out
     run = results.RunDir.existing(run_path)
     (item,) = run.done_items()
     record, arrays = run.load_item(item)

@@ -72,3 +72,43 @@ def test_default_stream_is_stderr_not_stdout(monkeypatch, capsys):
     assert "to-stderr" in captured.err
     assert "to-stderr" not in captured.out
     assert captured.out == "a result line\n"
+
+
+class _Unreadable:
+    def __float__(self):
+        raise AssertionError("a hidden bar must not read the loss")
+
+
+def test_training_step_counts_marks_compilation_and_shows_the_last_loss(no_env):
+    stream = _Terminal()
+    losses = [2.0, 1.5, 1.0, 0.75, 0.5]
+    with _progress.bar(len(losses), desc="train", unit="step", file=stream) as b:
+        for step, loss in enumerate(losses):
+            _progress.training_step(b, step, loss)
+            if step == 0:
+                # The first step carries compilation: the rate is counted from after it.
+                assert b.n == 1 and b.initial == 1 and b.compile_s >= 0
+        assert b.n == len(losses)
+    text = stream.getvalue()
+    assert "compile=" in text and "5/5" in text
+    assert "loss=0.5000" in text.split("\r")[-1]  # the closed bar shows the last loss
+
+
+def test_hidden_training_bar_never_reads_the_loss(no_env):
+    stream = io.StringIO()  # not a terminal: hidden
+    with _progress.bar(3, desc="train", file=stream) as b:
+        for step in range(3):
+            _progress.training_step(b, step, _Unreadable())
+    assert stream.getvalue() == ""
+
+
+def test_compiled_shows_given_seconds_and_hides_unknown_ones(no_env):
+    stream = _Terminal()
+    with _progress.bar(4, desc="items", file=stream) as b:
+        assert _progress.compiled(b, 2, compile_s=1.25) == 1.25
+        assert b.n == 2
+    assert "compile=1.2s" in stream.getvalue() or "compile=1.3s" in stream.getvalue()
+    stream = _Terminal()
+    with _progress.bar(4, desc="items", file=stream) as b:
+        _progress.compiled(b, 1, compile_s=float("nan"))
+    assert "compile=" not in stream.getvalue()

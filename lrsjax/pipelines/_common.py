@@ -1,14 +1,17 @@
-"""Pieces shared by the segmentation and graph jobs: config to JSON, ids, progress lines."""
+"""Pieces shared by the segmentation and graph jobs: config to JSON, ids, certify options."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import inspect
 import re
 import time
 
 import numpy as np
 
-from lrsjax import _checks
+from lrsjax import _checks, _progress
+from lrsjax._certify import certify
 
 
 def jsonable(job, drop=()) -> dict:
@@ -40,25 +43,91 @@ def check_budget_range(budget_min, budget_max, budget_steps) -> None:
         )  # fmt: skip
 
 
-class Progress:
-    """One line per finished item: done/total, a bar, samples/s and the ETA."""
+def certify_options(progress: bool) -> tuple[dict, dict]:
+    """(extra keyword arguments for `lrsjax.certify`, the timings dict it will fill).
 
-    def __init__(self, total: int, samples_per_item: int, log=print, width: int = 24):
-        self.total = total
-        self.samples_per_item = samples_per_item
+    Passes `progress` (per-stage sampling bars) and `timings` (compilation and sampling seconds)
+    only to a `certify` that takes them; otherwise the timings dict stays empty.
+    """
+    parameters = inspect.signature(certify).parameters
+    timings: dict = {}
+    options = {}
+    if "progress" in parameters:
+        options["progress"] = bool(progress)
+    if "timings" in parameters:
+        options["timings"] = timings
+    return options, timings
+
+
+def sampling_rate(samples: int, seconds: float, certify_timings: dict) -> tuple[float, float]:
+    """(samples/s, compile seconds) of one `certify` call that drew `samples` in `seconds`.
+
+    With the `certify_timings` it filled, the rate counts sampling time alone (selection plus
+    estimation, compilation excluded) and the compile seconds are its own; without them the rate
+    is over the whole call and the compile seconds are NaN (unknown).
+    """
+    compile_s = float(certify_timings.get("compile_s", np.nan))
+    sampling_s = certify_timings.get("select_s", 0.0) + certify_timings.get("estimate_s", 0.0)
+    if not sampling_s > 0:
+        sampling_s = seconds
+    return samples / max(sampling_s, 1e-9), compile_s
+
+
+def rate_postfix(samples_per_s: float, compile_s: float) -> dict:
+    """A bar postfix for `sampling_rate`'s values."""
+    postfix = {"samples/s": f"{samples_per_s:,.0f}"}
+    if np.isfinite(compile_s):
+        postfix["compile"] = f"{compile_s:.1f}s"
+    return postfix
+
+
+class Stage:
+    """One running stage of `Stages`: `certify_options` to pass to `lrsjax.certify` (if the stage
+    samples); after the stage, `seconds`, and `compile_s` (NaN if unknown)."""
+
+    def __init__(self, name: str, samples: int | None, progress: bool):
+        self.name = name
+        self.samples = samples
+        self.certify_options, self.certify_timings = certify_options(progress)
+        self.seconds = 0.0
+        self.compile_s = float("nan")
+
+
+class Stages:
+    """A bar over a job's named stages, advanced by `with stages.stage(name) as stage: ...`.
+
+    `log` (if given) gets one line per finished stage: its seconds, and samples/s and compile
+    seconds for sampling stages. A drawn bar shows the running stage and elapsed time (no rate:
+    stages differ too much for one) and lets `certify` draw its own sampling bars.
+    """
+
+    def __init__(self, names, *, desc: str, enabled: bool = True, log=None):
+        self.names = tuple(names)
         self.log = log
-        self.width = width
-        self.done = 0
-        self.start = time.perf_counter()
-
-    def step(self, item_id: str, seconds: float) -> None:
-        self.done += 1
-        elapsed = time.perf_counter() - self.start
-        rate = self.done * self.samples_per_item / max(elapsed, 1e-9)
-        eta = elapsed / self.done * (self.total - self.done)
-        filled = int(self.width * self.done / max(self.total, 1))
-        bar = "#" * filled + "." * (self.width - filled)
-        self.log(
-            f"[{bar}] {self.done}/{self.total} {item_id}: {seconds:.1f} s, "
-            f"{rate:,.0f} samples/s, ETA {eta:.0f} s"
+        self.bar = _progress.bar(
+            len(self.names),
+            desc=desc,
+            unit="stage",
+            enabled=enabled,
+            bar_format="{desc}: {n_fmt}/{total_fmt} stages [{elapsed}]{postfix}",
         )
+
+    @contextlib.contextmanager
+    def stage(self, name: str, samples: int | None = None):
+        """Runs one stage; `samples`: how many samples it draws (None: it does not sample)."""
+        self.bar.set_postfix_str(name)
+        stage = Stage(name, samples, progress=not self.bar.disable)
+        start = time.perf_counter()
+        yield stage
+        stage.seconds = time.perf_counter() - start
+        line = f"{name}: {stage.seconds:.1f} s"
+        if samples is not None:
+            rate, stage.compile_s = sampling_rate(samples, stage.seconds, stage.certify_timings)
+            postfix = rate_postfix(rate, stage.compile_s)
+            line += "".join(f", {key} {value}" for key, value in postfix.items())
+        self.bar.update(1)
+        if self.log is not None:
+            self.log(line)
+
+    def close(self) -> None:
+        self.bar.close()

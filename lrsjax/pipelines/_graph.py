@@ -20,7 +20,18 @@ import time
 import jax
 import numpy as np
 
-from lrsjax import _checks, _sparse, base_certs, collective, data, models, noise, results, training
+from lrsjax import (
+    _checks,
+    _progress,
+    _sparse,
+    base_certs,
+    collective,
+    data,
+    models,
+    noise,
+    results,
+    training,
+)
 from lrsjax._certify import certify
 from lrsjax.pipelines import _common
 
@@ -137,12 +148,15 @@ def _build_model(job: GraphJob, graph: data.Graph):
     )
 
 
-def train_model(job: GraphJob, log=print) -> list[pathlib.Path]:
-    """Trains (or reuses) the job's graph model; returns its checkpoint path in a list."""
+def train_model(job: GraphJob, log=_progress.write, progress=True) -> list[pathlib.Path]:
+    """Trains (or reuses) the job's graph model; returns its checkpoint path in a list.
+
+    `progress`: a training bar on stderr (drawn on a terminal, see `lrsjax._progress`).
+    """
     job = dataclasses.replace(job.validated(), checkpoint="")
     graph = load_graph(job)
     train_idx, val_idx, _ = _split(job, graph)
-    get_model(job, graph, train_idx, val_idx, log=log)
+    get_model(job, graph, train_idx, val_idx, log=log, progress=progress)
     return [model_path(job)]
 
 
@@ -150,7 +164,9 @@ def model_path(job: GraphJob) -> pathlib.Path:
     return pathlib.Path(job.out_dir) / "models" / f"{job.model}.msgpack"
 
 
-def get_model(job: GraphJob, graph: data.Graph, train_idx, val_idx, log=print):
+def get_model(
+    job: GraphJob, graph: data.Graph, train_idx, val_idx, log=_progress.write, progress=True
+):
     """The model to certify: `checkpoint`, a saved one in `out_dir/models`, or a trained one."""
     if job.checkpoint:
         model, params, _ = training.load_graph_model(job.checkpoint)
@@ -173,6 +189,7 @@ def get_model(job: GraphJob, graph: data.Graph, train_idx, val_idx, log=print):
         noise_plus=job.train_theta_plus,
         noise_minus=job.train_theta_minus,
         patience=job.patience,
+        progress=progress,
     )
     seconds = time.perf_counter() - start
     training.save_graph_model(path, model, params, {"train_seconds": seconds})
@@ -185,8 +202,24 @@ def _counts(certified, correct, evaluated):
     return certified.sum(0).tolist(), (certified & correct[:, None]).sum(0).tolist()
 
 
-def certify_graph(job: GraphJob, key, graph, apply_fn, params, test_idx, cluster_ids):
-    """Runs the three certificates on the test nodes; returns (methods, arrays, timings)."""
+STAGES = (
+    "sample localized",
+    "collective (all)",
+    "collective (correct)",
+    "sample sparse smoothing",
+    "sample isotropic variance",
+    "write results",
+)
+
+
+def certify_graph(job: GraphJob, key, graph, apply_fn, params, test_idx, cluster_ids, stages=None):
+    """Runs the three certificates on the test nodes; returns (methods, arrays, timings).
+
+    `stages`: a `_common.Stages` over `STAGES` that this advances through all but the last stage
+    (None: no bar, no stage lines).
+    """
+    if stages is None:
+        stages = _common.Stages(STAGES, desc="graph job", enabled=False)
     budgets = job.budgets
     num_nodes = graph.num_nodes
     labels = np.asarray(graph.labels)
@@ -207,19 +240,25 @@ def certify_graph(job: GraphJob, key, graph, apply_fn, params, test_idx, cluster
         (job.theta_minus_min, job.theta_minus_max),
     )
     localized = noise.clustered_bernoulli(cluster_ids, rank, theta_plus, theta_minus)
-    start = time.perf_counter()
-    cert = certify(key_localized, apply_fn, params, x, localized, n0=job.n0, n=job.n, **common)
-    timings["localized_sampling_s"] = time.perf_counter() - start
+    c = job.num_clusters
+    samples = c * (job.n0 + job.n)  # per method: the baselines draw c times n0 and n
+    with stages.stage(STAGES[0], samples) as stage:
+        cert = certify(
+            key_localized, apply_fn, params, x, localized, n0=job.n0, n=job.n,
+            **common, **stage.certify_options,
+        )  # fmt: skip
+    _stage_timings(timings, "localized_sampling_s", stage)
     correct = evaluated & ~cert.abstain & (cert.prediction == labels)
-    start = time.perf_counter()
     limit = job.time_limit_s or None
-    coll_all = collective.certify_collective(
-        cert.base_certs, budgets, targets=evaluated, mode=job.mode, time_limit_s=limit
-    )
-    coll_correct = collective.certify_collective(
-        cert.base_certs, budgets, targets=correct, mode=job.mode, time_limit_s=limit
-    )
-    timings["collective_s"] = time.perf_counter() - start
+    with stages.stage(STAGES[1]) as solve_all:
+        coll_all = collective.certify_collective(
+            cert.base_certs, budgets, targets=evaluated, mode=job.mode, time_limit_s=limit
+        )
+    with stages.stage(STAGES[2]) as solve_correct:
+        coll_correct = collective.certify_collective(
+            cert.base_certs, budgets, targets=correct, mode=job.mode, time_limit_s=limit
+        )
+    timings["collective_s"] = solve_all.seconds + solve_correct.seconds
     methods[f"localized_{job.mode}"] = results.method_record(
         job.mode,
         budgets,
@@ -239,15 +278,14 @@ def certify_graph(job: GraphJob, key, graph, apply_fn, params, test_idx, cluster
         radius=np.where(correct, cert.binary_radius[:, 1], 0.0),
     )
 
-    c = job.num_clusters
     iso = noise.isotropic_bernoulli(num_nodes, job.theta_plus_min, job.theta_minus_min)
-    start = time.perf_counter()
-    cert_sparse = certify(
-        key_sparse, apply_fn, params, x, iso, n0=c * job.n0, n=c * job.n,
-        certificate="neyman_pearson",
-        max_flips=(job.max_additions, job.max_deletions), **common,
-    )  # fmt: skip
-    timings["sparse_smoothing_s"] = time.perf_counter() - start
+    with stages.stage(STAGES[3], samples) as stage:
+        cert_sparse = certify(
+            key_sparse, apply_fn, params, x, iso, n0=c * job.n0, n=c * job.n,
+            certificate="neyman_pearson",
+            max_flips=(job.max_additions, job.max_deletions), **common, **stage.certify_options,
+        )  # fmt: skip
+    _stage_timings(timings, "sparse_smoothing_s", stage)
     correct_sparse = evaluated & ~cert_sparse.abstain & (cert_sparse.prediction == labels)
     grid = cert_sparse.sparse_grid[:, budgets[:, 0], budgets[:, 1]]
     methods["isotropic_sparse_smoothing"] = results.method_record(
@@ -266,9 +304,12 @@ def certify_graph(job: GraphJob, key, graph, apply_fn, params, test_idx, cluster
     arrays["prediction__isotropic_sparse_smoothing"] = cert_sparse.prediction.astype(np.int32)
     arrays["abstain__isotropic_sparse_smoothing"] = cert_sparse.abstain
 
-    start = time.perf_counter()
-    cert_var = certify(key_variance, apply_fn, params, x, iso, n0=c * job.n0, n=c * job.n, **common)
-    timings["isotropic_variance_s"] = time.perf_counter() - start
+    with stages.stage(STAGES[4], samples) as stage:
+        cert_var = certify(
+            key_variance, apply_fn, params, x, iso, n0=c * job.n0, n=c * job.n,
+            **common, **stage.certify_options,
+        )  # fmt: skip
+    _stage_timings(timings, "isotropic_variance_s", stage)
     correct_var = evaluated & ~cert_var.abstain & (cert_var.prediction == labels)
     naive_var = base_certs.naive_certified(cert_var.base_certs, budgets)
     methods["isotropic_variance"] = results.method_record(
@@ -282,8 +323,22 @@ def certify_graph(job: GraphJob, key, graph, apply_fn, params, test_idx, cluster
     return methods, arrays, timings
 
 
-def run(job: GraphJob, log=print) -> pathlib.Path:
-    """Runs (or resumes) the node-classification job; returns the run directory."""
+def _stage_timings(timings: dict, key: str, stage) -> None:
+    """Records a sampling stage's seconds under `key` (e.g. "localized_sampling_s") and, if known,
+    its compile seconds under the same name ending "_compile_s"."""
+    timings[key] = stage.seconds
+    if np.isfinite(stage.compile_s):
+        timings[key.removesuffix("_s").removesuffix("_sampling") + "_compile_s"] = stage.compile_s
+
+
+def run(job: GraphJob, log=_progress.write, progress=True) -> pathlib.Path:
+    """Runs (or resumes) the node-classification job; returns the run directory.
+
+    `progress`: bars on stderr for training, for the job's `STAGES` and for each method's sampling
+    (samples/s without compilation, compile seconds), drawn on a terminal (see
+    `lrsjax._progress`); where no bar is drawn, `log` gets one line per stage instead. `log` also
+    gets the summary table at the end.
+    """
     job = job.validated()
     out_dir = pathlib.Path(job.out_dir)
     run_dir = results.RunDir.start(
@@ -296,11 +351,12 @@ def run(job: GraphJob, log=print) -> pathlib.Path:
     if not run_dir.is_done(item_id):
         graph = load_graph(job)
         train_idx, val_idx, test_idx = _split(job, graph)
-        model, params = get_model(job, graph, train_idx, val_idx, log=log)
+        model, params = get_model(job, graph, train_idx, val_idx, log=log, progress=progress)
         apply_fn = models.graph_apply_fn(model, models.graph_to_jraph(graph.adjacency))
         cluster_ids = data.spectral_clusters(
             jax.random.fold_in(jax.random.PRNGKey(job.seed), 4), graph.adjacency, job.num_clusters
         )
+        stages = _common.Stages(STAGES, desc="graph job", enabled=progress, log=log)
         start = time.perf_counter()
         methods, arrays, timings = certify_graph(
             job,
@@ -310,6 +366,7 @@ def run(job: GraphJob, log=print) -> pathlib.Path:
             params,
             test_idx,
             cluster_ids,
+            stages=stages,
         )
         timings["total_s"] = time.perf_counter() - start
         record = results.item_record(
@@ -326,8 +383,10 @@ def run(job: GraphJob, log=print) -> pathlib.Path:
             seeds={"seed": job.seed},
             extra={"num_nodes": graph.num_nodes, "num_test_nodes": int(len(test_idx))},
         )
-        run_dir.write_timings(item_id, timings)
-        run_dir.write_item(item_id, record, arrays)
+        with stages.stage(STAGES[-1]):
+            run_dir.write_timings(item_id, timings)
+            run_dir.write_item(item_id, record, arrays)
+        stages.close()
         log(f"certified {len(test_idx)} test nodes of {item_id} in {timings['total_s']:.1f} s")
     summary = results.write_summary(run_dir)
     log(results.format_table(summary))

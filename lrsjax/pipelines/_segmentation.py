@@ -19,7 +19,17 @@ import time
 import jax
 import numpy as np
 
-from lrsjax import _checks, base_certs, collective, data, models, noise, results, training
+from lrsjax import (
+    _checks,
+    _progress,
+    base_certs,
+    collective,
+    data,
+    models,
+    noise,
+    results,
+    training,
+)
 from lrsjax._certify import certify
 from lrsjax.pipelines import _common
 
@@ -170,8 +180,13 @@ def _model_noise(job: SegmentationJob, smoothing: str) -> str:
     return job.train_noise
 
 
-def train_model(job: SegmentationJob, noise_kind: str, path, train_data=None, log=print):
-    """Trains a U-Net with `noise_kind` noise for the job and saves it to `path` (atomically)."""
+def train_model(
+    job: SegmentationJob, noise_kind: str, path, train_data=None, log=_progress.write, progress=True
+):
+    """Trains a U-Net with `noise_kind` noise for the job and saves it to `path` (atomically).
+
+    `progress`: a training bar on stderr (drawn on a terminal, see `lrsjax._progress`).
+    """
     train_data = load_data(job, "train") if train_data is None else train_data
     model = models.UNet(num_classes=train_data.num_classes, depth=job.depth, base_width=job.width)
     key = jax.random.fold_in(jax.random.PRNGKey(job.seed), 10 + TRAIN_NOISES.index(noise_kind))
@@ -191,6 +206,7 @@ def train_model(job: SegmentationJob, noise_kind: str, path, train_data=None, lo
         interpolate=job.interpolate,
         max_std_at_boundary=job.max_std_at_boundary,
         mask_distance=job.mask_distance or None,
+        progress=progress,
     )
     seconds = time.perf_counter() - start
     training.save_segmentation_model(
@@ -209,19 +225,19 @@ def model_path(job: SegmentationJob, smoothing: str) -> pathlib.Path:
     return pathlib.Path(job.out_dir) / "models" / f"unet_{_model_noise(job, smoothing)}.msgpack"
 
 
-def train_models(job: SegmentationJob, log=print) -> list[pathlib.Path]:
+def train_models(job: SegmentationJob, log=_progress.write, progress=True) -> list[pathlib.Path]:
     """Trains (or reuses) the models the job certifies; returns their checkpoint paths."""
     job = job.validated()
     paths = []
     for smoothing in ("localized", "isotropic"):
         path = model_path(job, smoothing)
         if path not in paths:
-            get_model(dataclasses.replace(job, checkpoint=""), smoothing, log=log)
+            get_model(dataclasses.replace(job, checkpoint=""), smoothing, log, progress)
             paths.append(path)
     return paths
 
 
-def get_model(job: SegmentationJob, noise_kind: str, log=print):
+def get_model(job: SegmentationJob, noise_kind: str, log=_progress.write, progress=True):
     """The model certified under `noise_kind` smoothing: the checkpoint, a saved one, or trained."""
     if job.checkpoint:
         model, params, _ = training.load_segmentation_model(job.checkpoint)
@@ -231,7 +247,7 @@ def get_model(job: SegmentationJob, noise_kind: str, log=print):
         model, params, _ = training.load_segmentation_model(path)
         log(f"reusing {path}")
         return model, params
-    return train_model(job, _model_noise(job, noise_kind), path, log=log)
+    return train_model(job, _model_noise(job, noise_kind), path, log=log, progress=progress)
 
 
 def _counts(certified: np.ndarray, correct: np.ndarray, evaluated: np.ndarray):
@@ -256,6 +272,7 @@ def certify_image(job: SegmentationJob, key, x, labels, localized_model, isotrop
     evaluated = labels_flat != data.IGNORE_LABEL
     key_localized, key_isotropic = jax.random.split(key)
     timings = {}
+    options, localized_timings = _common.certify_options(progress=False)
 
     smoothing = noise.localized_gaussian(
         x.shape,
@@ -279,8 +296,10 @@ def certify_image(job: SegmentationJob, key, x, labels, localized_model, isotrop
         batch_size=job.batch_size,
         correction=job.correction,
         tau=job.tau if job.correction == "holm" else None,
+        **options,
     )
     timings["localized_sampling_s"] = time.perf_counter() - start
+    _sampling_timings(timings, "localized", localized_timings)
     correct = evaluated & ~cert.abstain & (cert.prediction == labels_flat)
     methods = {}
 
@@ -316,6 +335,7 @@ def certify_image(job: SegmentationJob, key, x, labels, localized_model, isotrop
 
     k = job.num_groups
     isotropic = noise.isotropic_gaussian(x.shape, job.sigma)
+    options, isotropic_timings = _common.certify_options(progress=False)
     start = time.perf_counter()
     cert_iso = certify(
         key_isotropic,
@@ -329,8 +349,10 @@ def certify_image(job: SegmentationJob, key, x, labels, localized_model, isotrop
         batch_size=job.batch_size,
         correction=job.correction,
         tau=job.tau if job.correction == "holm" else None,
+        **options,
     )
     timings["isotropic_sampling_s"] = time.perf_counter() - start
+    _sampling_timings(timings, "isotropic", isotropic_timings)
     correct_iso = evaluated & ~cert_iso.abstain & (cert_iso.prediction == labels_flat)
     naive_iso = base_certs.naive_certified(cert_iso.base_certs, budgets)
     all_iso, correct_counts_iso = _counts(naive_iso, correct_iso, evaluated)
@@ -361,14 +383,54 @@ def certify_image(job: SegmentationJob, key, x, labels, localized_model, isotrop
     return methods, arrays, cert, timings
 
 
+def _sampling_timings(timings: dict, prefix: str, certify_timings: dict) -> None:
+    """Adds `<prefix>_compile_s` and `<prefix>_draw_s` (sampling without compilation) to `timings`
+    when `certify` reported them."""
+    if "compile_s" in certify_timings:
+        timings[f"{prefix}_compile_s"] = float(certify_timings["compile_s"])
+    if "select_s" in certify_timings or "estimate_s" in certify_timings:
+        draw = certify_timings.get("select_s", 0.0) + certify_timings.get("estimate_s", 0.0)
+        timings[f"{prefix}_draw_s"] = float(draw)
+
+
+def _item_rate(job: SegmentationJob, timings: dict) -> tuple[float, float]:
+    """(samples/s, compile seconds) of one image: both smoothings' samples over their sampling
+    seconds, compilation excluded where `certify` reported it (compile NaN if unknown)."""
+    samples = 2 * job.num_groups * (job.n0 + job.n)
+    reported = all(f"{p}_draw_s" in timings for p in ("localized", "isotropic"))
+    if reported:
+        seconds = timings["localized_draw_s"] + timings["isotropic_draw_s"]
+    else:
+        seconds = timings["localized_sampling_s"] + timings["isotropic_sampling_s"]
+    compile_s = sum(timings.get(f"{p}_compile_s", np.nan) for p in ("localized", "isotropic"))
+    return samples / max(seconds, 1e-9), compile_s
+
+
+def _item_done(bar, item_id: str, job: SegmentationJob, timings: dict, log) -> None:
+    """Advances the images bar (the first image restarts its clock: it carries compilation),
+    or, where no bar is drawn, logs one line for the image."""
+    samples_per_s, compile_s = _item_rate(job, timings)
+    postfix = _common.rate_postfix(samples_per_s, compile_s)
+    if bar.disable:
+        compiled = f", compile {compile_s:.1f} s" if np.isfinite(compile_s) else ""
+        log(f"{item_id}: {timings['total_s']:.1f} s, {postfix['samples/s']} samples/s{compiled}")
+    if bar.n == 0:
+        _progress.compiled(bar, 1, compile_s=compile_s, **{"samples/s": postfix["samples/s"]})
+    else:
+        bar.update(1)
+        bar.set_postfix(postfix, refresh=False)
+
+
 def localized_model_classes(cert) -> int:
     return int(cert.select_votes.shape[-1])
 
 
-def run(job: SegmentationJob, log=print) -> pathlib.Path:
+def run(job: SegmentationJob, log=_progress.write, progress=True) -> pathlib.Path:
     """Runs (or resumes) the segmentation job; returns the run directory.
 
-    Prints one progress line per image (samples/s, ETA) and the summary table at the end.
+    `progress`: bars on stderr for training and for the images (samples/s without compilation,
+    compile seconds, ETA), drawn on a terminal (see `lrsjax._progress`); where no bar is drawn,
+    `log` gets one line per image instead. `log` also gets the summary table at the end.
     """
     job = job.validated()
     out_dir = pathlib.Path(job.out_dir)
@@ -377,18 +439,19 @@ def run(job: SegmentationJob, log=print) -> pathlib.Path:
         {"task": "image", **_common.jsonable(job, drop=("out_dir", "overwrite"))},
         seeds={"seed": job.seed},
         overwrite=job.overwrite,
+        # synthetic image i does not depend on num_images (real data: an evenly spaced subset)
+        extend=("num_images",) if job.dataset == "synthetic" else (),
     )
     test = load_data(job, "test")
     item_ids = [f"img{i:04d}_{_common.safe_id(name)}" for i, name in enumerate(test.ids)]
     pending = run_dir.pending(item_ids)
     log(f"{len(item_ids) - len(pending)} of {len(item_ids)} images already done in {run_dir.path}")
     if pending:
-        loc_model, loc_params = get_model(job, "localized", log=log)
-        iso_model, iso_params = get_model(job, "isotropic", log=log)
+        loc_model, loc_params = get_model(job, "localized", log=log, progress=progress)
+        iso_model, iso_params = get_model(job, "isotropic", log=log, progress=progress)
         localized = (models.segmentation_apply_fn(loc_model), loc_params)
         isotropic = (models.segmentation_apply_fn(iso_model), iso_params)
-        samples_per_image = 2 * job.num_groups * (job.n0 + job.n)
-        progress = _common.Progress(len(pending), samples_per_image, log=log)
+        bar = _progress.bar(len(pending), desc="certify images", unit="image", enabled=progress)
         base_key = jax.random.PRNGKey(job.seed)
         for item_id in pending:
             index = item_ids.index(item_id)
@@ -412,7 +475,8 @@ def run(job: SegmentationJob, log=print) -> pathlib.Path:
             )
             run_dir.write_timings(item_id, timings)
             run_dir.write_item(item_id, record, arrays)
-            progress.step(item_id, timings["total_s"])
+            _item_done(bar, item_id, job, timings, log)
+        bar.close()
     summary = results.write_summary(run_dir)
     log(results.format_table(summary))
     return run_dir.path
