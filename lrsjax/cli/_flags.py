@@ -1,7 +1,8 @@
-"""Flags shared by `lrsjax-train` and `lrsjax-certify`: one flag per job field.
+"""Flags of `lrsjax-train` and `lrsjax-certify`: one flag per job field.
 
 Every flag defaults to None, which means "the task's default" (shown in the help text), so one set
-of flags serves both tasks.
+of flags serves both tasks. `lrsjax-certify` lists and reads all of them; `lrsjax-train` lists the
+training flags (`TRAINING_FLAGS`) and accepts the others with a note that they change nothing.
 """
 
 from __future__ import annotations
@@ -79,6 +80,22 @@ _HELP = {
     "additions x deletions grid, for the heat map).",
 }
 
+# The flags each task's training reads (data, model, training noise, seed, where models go).
+TRAINING_FLAGS_BY_TASK = {
+    "segmentation": (
+        "task", "dataset", "data_dir", "image_size", "num_classes", "scale", "num_train_images",
+        "depth", "width", "train_steps", "train_batch_size", "learning_rate", "train_noise",
+        "grid", "std_min", "std_max", "interpolate", "max_std_at_boundary", "mask_distance",
+        "sigma", "seed", "out_dir",
+    ),
+    "graph": (
+        "task", "dataset", "data_dir", "train_per_class", "val_per_class", "model", "hidden",
+        "epochs", "patience", "learning_rate", "train_theta_plus", "train_theta_minus", "seed",
+        "out_dir",
+    ),
+}  # fmt: skip
+TRAINING_FLAGS = tuple(dict.fromkeys(n for names in TRAINING_FLAGS_BY_TASK.values() for n in names))
+
 flags.DEFINE_enum("task", "segmentation", ["segmentation", "graph"], "Which job to run.")
 
 
@@ -125,6 +142,15 @@ def parse_grid(text: str) -> tuple[int, int]:
             f"`grid` must look like ROWSxCOLS, e.g. 3x5; got {text!r}. Pass --grid=3x5."
         ) from None
     return rows, cols
+
+
+def task() -> str:
+    return FLAGS.task
+
+
+def given_flags() -> list[str]:
+    """Names of the job flags set on the command line, in definition order."""
+    return [name for name in ("task", *_HELP) if FLAGS[name].present]
 
 
 def job_from_flags():

@@ -3,7 +3,8 @@
 The checkpoint (msgpack + JSON, no pickle) goes to --out_dir/models/ and can be passed to
 lrsjax-certify --checkpoint=PATH. Segmentation trains with --train_noise (default matched: both a
 localized-noise and an isotropic-noise model); graphs train with the flip probabilities
---train_theta_plus/--train_theta_minus.
+--train_theta_plus/--train_theta_minus. Certification flags (e.g. --n, --mode) are accepted and
+ignored, so one flag list can serve both commands.
 """
 
 from absl import flags
@@ -11,7 +12,8 @@ from absl import flags
 from lrsjax import pipelines
 from lrsjax.cli import _entry, _flags
 
-flags.adopt_module_key_flags(_flags)
+for _name in _flags.TRAINING_FLAGS:  # --help lists these; certification flags are ignored
+    flags.declare_key_flag(_name)
 
 
 def _run(task, job):
@@ -23,7 +25,7 @@ def _run(task, job):
         print(path)
 
 
-main = _entry.job_main("lrsjax-train", _run)
+main = _entry.job_main("lrsjax-train", _run, used_flags=_flags.TRAINING_FLAGS_BY_TASK)
 
 
 def run():

@@ -12,11 +12,13 @@ from lrsjax.results._metrics import (
     confusion_matrix,
     curve_from_counts,
     mean_iou,
+    per_class_certified_counts,
     per_class_iou,
 )
-from lrsjax.results._report import make_report
+from lrsjax.results._report import check_formats, make_report, run_labels
 from lrsjax.results._run import (
     SCHEMA_VERSION,
+    ItemScan,
     RunDir,
     collect_environment,
     item_record,
@@ -25,29 +27,34 @@ from lrsjax.results._run import (
     to_jsonable,
     validate_item_record,
 )
-from lrsjax.results._summary import format_table, summarize, write_summary
+from lrsjax.results._summary import format_class_tables, format_table, summarize, write_summary
 
 __all__ = [
     "ACR_RULE",
     "SCHEMA_VERSION",
     "CertifiedCounts",
     "CertifiedCurve",
+    "ItemScan",
     "RunDir",
     "acr_from_curve",
     "atomic_path",
     "average_certified_radius",
     "certified_accuracy_curve",
     "certified_counts",
+    "check_formats",
     "collect_environment",
     "confusion_matrix",
     "curve_from_counts",
+    "format_class_tables",
     "format_table",
     "item_record",
     "make_report",
     "mean_iou",
     "method_record",
     "output_metrics",
+    "per_class_certified_counts",
     "per_class_iou",
+    "run_labels",
     "summarize",
     "to_jsonable",
     "validate_item_record",

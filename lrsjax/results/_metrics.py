@@ -204,6 +204,48 @@ def certified_counts(certified, correct, evaluated=None, abstain=None) -> Certif
     )
 
 
+def per_class_certified_counts(
+    certified, correct, labels, num_classes, evaluated=None, abstain=None
+) -> np.ndarray:
+    """Certified-and-correct outputs per budget and true class.
+
+    Args:
+      certified: bool [D, B], output d certified at budget b (per-output certificates).
+      correct: bool [D], prediction equals the label.
+      labels: int [D], the true class; entries outside [0, num_classes) must not be counted
+        (not evaluated, or not correct).
+      num_classes: C.
+      evaluated: optional bool [D] (default all); abstain: optional bool [D], as in
+        `certified_counts`.
+    Returns:
+      int64 [B, C]; row b sums to `certified_counts(...).num_certified_correct[b]`.
+    """
+    num_classes = _checks.positive_int("num_classes", num_classes)
+    certified = _checks.as_bool_array("certified", certified, ndim=2)
+    labels = _checks.as_int_array("labels", labels, ndim=1)
+    _checks.same_shape(("certified[:, 0]", "labels"), (certified[:, 0], labels))
+    good = _checks.as_bool_array("correct", correct, ndim=1).copy()
+    _checks.same_shape(("labels", "correct"), (labels, good))
+    for name, mask, keep in (("evaluated", evaluated, True), ("abstain", abstain, False)):
+        if mask is not None:
+            mask = _checks.as_bool_array(name, mask, ndim=1)
+            _checks.same_shape(("labels", name), (labels, mask))
+            good &= mask if keep else ~mask
+    bad = good & ((labels < 0) | (labels >= num_classes))
+    if np.any(bad):
+        _checks.fail(
+            "labels",
+            int(labels[bad][0]),
+            f"must lie in [0, {num_classes}) wherever an output is counted as correct",
+            "Pass the evaluated mask (it excludes ignored outputs), or fix num_classes.",
+        )
+    hits = certified & good[:, None]  # [D, B]
+    out = np.zeros((certified.shape[1], num_classes), np.int64)
+    rows, budget = np.nonzero(hits)
+    np.add.at(out, (budget, labels[rows]), 1)
+    return out
+
+
 def curve_from_counts(counts: CertifiedCounts) -> CertifiedCurve:
     """Turns (possibly pooled) counts into ratios; NaN when nothing was evaluated."""
     n = int(counts.num_evaluated)

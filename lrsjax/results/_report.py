@@ -11,7 +11,8 @@ import re
 
 import numpy as np
 
-from lrsjax.results import _run, _summary
+from lrsjax import _checks
+from lrsjax.results import _atomic, _run, _summary
 
 ABSTAIN_RGB = (0.0, 0.0, 0.0)  # black
 IGNORE_RGB = (1.0, 1.0, 1.0)  # white
@@ -31,55 +32,119 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "run"
 
 
-def _labels(runs) -> list[str]:
-    names = [r.path.resolve().name or str(r.path) for r in runs]
-    if len(set(names)) == len(names):
-        return names
+FORMATS = ("png", "pdf", "svg")
+
+
+def run_labels(runs, labels=None) -> list[str]:
+    """One legend label per run: `labels` if given, else the run's folder name.
+
+    A run folder named "results" (the layout of lrsjax-certify) is named by its parent, the
+    command's --out_dir; where two runs would get the same name, more of their paths is shown.
+    """
+    if labels is not None:
+        labels = [str(label) for label in labels]
+        if len(labels) != len(runs) or not all(label.strip() for label in labels):
+            _checks.fail(
+                "labels",
+                ",".join(labels),
+                f"must name each of the {len(runs)} run(s) once, in order, none empty",
+                "Pass e.g. --labels=localized,isotropic for two RUN_DIRs.",
+            )
+        return labels
+    paths = [r.path.resolve() for r in runs]
+    parts = [p.parent.parts if p.name == "results" and p.parent.name else p.parts for p in paths]
+    for depth in range(1, max(len(x) for x in parts) + 1):
+        names = ["/".join(x[-depth:]).lstrip("/") or "/" for x in parts]
+        if len(set(names)) == len(names):
+            return names
     return [f"{i}:{name}" for i, name in enumerate(names)]
 
 
-def make_report(run_dirs, out_dir, *, item=None) -> list[pathlib.Path]:
-    """Draws every plot for `run_dirs` into `out_dir` and returns the PNG paths written.
+def check_formats(formats) -> tuple[str, ...]:
+    """`formats` (a comma list or a sequence) as a tuple of known figure formats."""
+    if isinstance(formats, str):
+        formats = formats.split(",")
+    cleaned = tuple(dict.fromkeys(str(f).strip().lower().lstrip(".") for f in formats))
+    if not cleaned or any(f not in FORMATS for f in cleaned):
+        _checks.fail(
+            "format",
+            ",".join(map(str, formats)),
+            f"must be a comma list of {', '.join(FORMATS)}",
+            "Pass e.g. --format=png,pdf.",
+        )
+    return cleaned
 
-    Plots:
-      certified_accuracy.png      certified accuracy vs budget (l2/l1 runs), one line per
+
+def _save(fig, stem: pathlib.Path, formats) -> list[pathlib.Path]:
+    paths = []
+    for fmt in formats:
+        path = stem.with_name(f"{stem.name}.{fmt}")
+        fig.savefig(path, dpi=100, format=fmt)
+        paths.append(path)
+    return paths
+
+
+def make_report(
+    run_dirs, out_dir, *, item=None, labels=None, formats=("png",), skip_broken=False
+) -> list[pathlib.Path]:
+    """Draws every plot for `run_dirs` into `out_dir` and returns the files written.
+
+    Each RUN_DIR is a run folder or the --out_dir of lrsjax-certify that holds it as results/.
+    Figures (in every format of `formats`: png, pdf, svg):
+      certified_accuracy          certified accuracy vs budget (l2/l1 runs), one line per
                                   (run, method), drawn as the lower step function of ACR_RULE
-      miou_vs_acr.png             mIoU vs average certified radius, one point per (run, method)
-      certified_accuracy_deletions.png / _additions.png   graph runs: vs deletions (additions 0)
+      miou_vs_acr                 mIoU vs average certified radius, one point per (run, method)
+      certified_accuracy_deletions / _additions   graph runs: vs deletions (additions 0)
                                   and vs additions (deletions 0)
-      grid_<run>_<method>.png     graph runs: heat map of certified accuracy over
+      grid_<run>_<method>         graph runs: heat map of certified accuracy over
                                   (additions, deletions)
-      item_<run>_<item>.png       image runs: input, ground truth, prediction with abstentions,
-                                  per-pixel certified radius of `item` (default: first item)
+      item_<run>_<item>_<method>  image runs: input, ground truth, prediction with abstentions,
+                                  per-pixel certified radius of `item` (default: first item), one
+                                  figure per method with stored per-pixel arrays
+    Tables: per_class_<run>.txt (image runs): per-class IoU and certified accuracy.
+    Legend entries are the method names, prefixed by the run's label when there are several runs
+    or `labels` are given (`run_labels`).
     Raises:
-      FileNotFoundError / ValueError: a run directory is missing or invalid, or `item` is unknown.
+      FileNotFoundError / ValueError: a run directory is missing or invalid, has broken items
+      (unless `skip_broken`), `item` is unknown, or `labels` / `formats` are malformed.
     """
     if isinstance(run_dirs, str | pathlib.PurePath):
         run_dirs = [run_dirs]
     if not run_dirs:
         raise ValueError("no run directory given. Pass at least one RUN_DIR.")
+    formats = check_formats(formats)
     runs = [_run.RunDir.existing(p) for p in run_dirs]
-    summaries = [_summary.summarize(r) for r in runs]
-    labels = _labels(runs)
+    names = run_labels(runs, labels)
+    show_run = len(runs) > 1 or labels is not None
+    summaries = [_summary.summarize(r, skip_broken=skip_broken) for r in runs]
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[pathlib.Path] = []
-    scalar = [(lab, s) for lab, s in zip(labels, summaries) if s["task"] != "graph"]
-    graph = [(lab, s) for lab, s in zip(labels, summaries) if s["task"] == "graph"]
+
+    def legend(name, method):
+        return f"{name}: {method}" if show_run else method
+
+    scalar = [(n, s) for n, s in zip(names, summaries) if s["task"] != "graph"]
+    graph = [(n, s) for n, s in zip(names, summaries) if s["task"] == "graph"]
     if scalar:
-        written.append(_plot_curves(scalar, out_dir / "certified_accuracy.png"))
-        written.append(_plot_miou_acr(scalar, out_dir / "miou_vs_acr.png"))
+        written += _save(_plot_curves(scalar, legend), out_dir / "certified_accuracy", formats)
+        written += _save(_plot_miou_acr(scalar, legend), out_dir / "miou_vs_acr", formats)
     if graph:
-        for axis, name in ((1, "deletions"), (0, "additions")):
-            path = out_dir / f"certified_accuracy_{name}.png"
-            written.append(_plot_graph_axis(graph, axis, path))
-        for label, summary in graph:
+        for axis, axis_name in ((1, "deletions"), (0, "additions")):
+            fig = _plot_graph_axis(graph, axis, legend)
+            written += _save(fig, out_dir / f"certified_accuracy_{axis_name}", formats)
+        for name, summary in graph:
             for method, m in summary["methods"].items():
-                path = out_dir / f"grid_{_slug(label)}_{_slug(method)}.png"
-                written.append(_plot_grid(f"{label}: {method}", m, path))
-    for run, label, summary in zip(runs, labels, summaries):
+                stem = out_dir / f"grid_{_slug(name)}_{_slug(method)}"
+                written += _save(_plot_grid(legend(name, method), m), stem, formats)
+    for run, name, summary in zip(runs, names, summaries):
         if summary["task"] == "graph":
             continue
+        tables = _summary.format_class_tables(summary)
+        if tables:
+            path = out_dir / f"per_class_{_slug(name)}.txt"
+            _atomic.write_text(path, f"lrsjax run: {run.path}\n\n{tables}")
+            written.append(path)
         ids = summary["item_ids"]
         if item is not None and item not in ids:
             if len(runs) == 1:
@@ -91,14 +156,47 @@ def make_report(run_dirs, out_dir, *, item=None) -> list[pathlib.Path]:
         chosen = item if item is not None else (ids[0] if ids else None)
         if chosen is None:
             continue
-        path = out_dir / f"item_{_slug(label)}_{_slug(chosen)}.png"
-        drawn = _plot_item(run, chosen, f"{label}: {chosen}", path)
-        if drawn is not None:
-            written.append(drawn)
+        record, arrays = run.load_item(chosen)
+        for method, also, view in _item_views(record, arrays):
+            stem = out_dir / f"item_{_slug(name)}_{_slug(chosen)}_{_slug(method)}"
+            title = f"{legend(name, method)} - item {chosen}"
+            if also:
+                title += f" (same prediction as {', '.join(also)})"
+            fig = _plot_item(record, view, title)
+            if fig is not None:
+                written += _save(fig, stem, formats)
     return written
 
 
-def _plot_curves(entries, path):
+def _item_views(record: dict, arrays: dict) -> list[tuple[str, list, dict]]:
+    """(method, other methods sharing its prediction, arrays) for each stored per-output view.
+
+    The item-level arrays belong to the methods without their own metrics (e.g. localized_lp and
+    localized_naive share one smoothed prediction); the figure is named after the one whose
+    per-output radius it shows (a naive certificate), the others are listed. Methods with their
+    own prediction store it as `<array>__<method>`.
+    """
+    methods = record.get("methods", {})
+    views = []
+    shared = [n for n, m in methods.items() if "confusion" not in m]
+    if shared and all(k in arrays for k in ("prediction", "abstain", "labels")):
+        naive = [n for n in shared if methods[n].get("mode") == "naive"]
+        main = (naive or shared)[0]
+        base = {k: arrays[k] for k in ("prediction", "abstain", "radius") if k in arrays}
+        views.append((main, [n for n in shared if n != main], base))
+    for name in methods:
+        keys = {k: f"{k}__{name}" for k in ("prediction", "abstain", "radius")}
+        if keys["prediction"] in arrays and keys["abstain"] in arrays and "labels" in arrays:
+            view = {k: arrays[v] for k, v in keys.items() if v in arrays}
+            views.append((name, [], view))
+    for _, _, view in views:
+        view["labels"] = arrays["labels"]
+        if "image" in arrays:
+            view["image"] = arrays["image"]
+    return views
+
+
+def _plot_curves(entries, legend):
     fig = _figure()
     ax = fig.add_subplot()
     for label, summary in entries:
@@ -106,7 +204,7 @@ def _plot_curves(entries, path):
             budgets = np.asarray(m["budgets"], float)
             accuracy = np.asarray([np.nan if v is None else v for v in m["certified_accuracy"]])
             ax.plot(
-                budgets, accuracy, drawstyle="steps-pre", marker=".", label=f"{label}: {method}"
+                budgets, accuracy, drawstyle="steps-pre", marker=".", label=legend(label, method)
             )
     ax.set_xlabel("budget (radius eps)")
     ax.set_ylabel("certified accuracy")
@@ -115,11 +213,10 @@ def _plot_curves(entries, path):
     ax.grid(alpha=0.3)
     if ax.lines:
         ax.legend(fontsize="small")
-    fig.savefig(path, dpi=100)
-    return path
+    return fig
 
 
-def _plot_miou_acr(entries, path):
+def _plot_miou_acr(entries, legend):
     fig = _figure()
     ax = fig.add_subplot()
     markers = "os^Dv<>PX*"
@@ -128,18 +225,17 @@ def _plot_miou_acr(entries, path):
             if m.get("acr") is None or m.get("miou") is None:
                 continue
             marker = markers[len(ax.collections) % len(markers)]
-            ax.scatter([m["acr"]], [m["miou"]], marker=marker, label=f"{label}: {method}")
+            ax.scatter([m["acr"]], [m["miou"]], marker=marker, label=legend(label, method))
     ax.set_xlabel("average certified radius (integral of certified accuracy)")
     ax.set_ylabel("mIoU (abstain = extra class)")
     ax.set_title("mIoU vs average certified radius")
     ax.grid(alpha=0.3)
     if ax.collections:
         ax.legend(fontsize="small")
-    fig.savefig(path, dpi=100)
-    return path
+    return fig
 
 
-def _plot_graph_axis(entries, axis, path):
+def _plot_graph_axis(entries, axis, legend):
     name = "deletions" if axis == 1 else "additions"
     fig = _figure()
     ax = fig.add_subplot()
@@ -156,7 +252,7 @@ def _plot_graph_axis(entries, axis, path):
                 accuracy[keep][order],
                 drawstyle="steps-pre",
                 marker="o",
-                label=f"{label}: {method}",
+                label=legend(label, method),
             )
     ax.set_xlabel(f"{name} (other budget 0)")
     ax.set_ylabel("certified accuracy")
@@ -165,11 +261,10 @@ def _plot_graph_axis(entries, axis, path):
     ax.grid(alpha=0.3)
     if ax.lines:
         ax.legend(fontsize="small")
-    fig.savefig(path, dpi=100)
-    return path
+    return fig
 
 
-def _plot_grid(title, m, path):
+def _plot_grid(title, m):
     pairs = np.asarray(m["budgets"], dtype=np.int64).reshape(-1, 2)
     accuracy = np.asarray([np.nan if v is None else v for v in m["certified_accuracy"]])
     additions = np.unique(pairs[:, 0])
@@ -191,8 +286,7 @@ def _plot_grid(title, m, path):
     ax.set_ylabel("additions")
     ax.set_title(f"certified accuracy, {title}", fontsize="medium")
     fig.colorbar(image, ax=ax, label="certified accuracy")
-    fig.savefig(path, dpi=100)
-    return path
+    return fig
 
 
 def _palette(num_classes: int) -> np.ndarray:
@@ -208,10 +302,9 @@ def _class_rgb(classes, palette, num_classes):
     return rgb
 
 
-def _plot_item(run, item_id, title, path):
+def _plot_item(record, arrays, title):
     from matplotlib.patches import Patch
 
-    record, arrays = run.load_item(item_id)
     required = ("prediction", "abstain", "labels")
     if any(k not in arrays for k in required):
         return None
@@ -273,5 +366,4 @@ def _plot_item(run, item_id, title, path):
         ax.set_xticks([])
         ax.set_yticks([])
     fig.suptitle(title)
-    fig.savefig(path, dpi=100)
-    return path
+    return fig

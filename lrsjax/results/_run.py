@@ -62,6 +62,10 @@ method record (one per method, per item):
   seconds                [B] floats or null, solve time per budget
   certified_radius_sum   float or null: sum over evaluated outputs of the per-output certified
                          radius if correct (else 0); set for methods with per-output radii
+  num_certified_correct_per_class
+                         optional [B][C] ints: certified and correct outputs by true class (row b
+                         sums to num_certified_correct[b]); stored by methods with per-output
+                         certificates, absent for collective ones and in older records
   num_evaluated, num_correct, num_abstained, confusion: optional overrides of the item-level
                          fields, for methods whose smoothing differs (e.g. isotropic baselines
                          stored next to a localized run)
@@ -92,6 +96,7 @@ import platform
 import re
 import warnings
 import zipfile
+from typing import NamedTuple
 
 import numpy as np
 
@@ -227,12 +232,15 @@ def method_record(
     certified_radius_sum=None,
     metrics=None,
     extra=None,
+    num_certified_correct_per_class=None,
 ) -> dict:
     """One method's entry of an item record (see the module docstring).
 
     `solver`, `status`, `seconds` may be one value (repeated over the B budgets) or a list of B.
     `metrics`: optional `output_metrics(...)` of this method's own prediction (its smoothing differs
     from the item's); only num_evaluated, num_correct, num_abstained and confusion are kept.
+    `num_certified_correct_per_class`: optional int [B, C] (`per_class_certified_counts`), for
+    the per-class certified accuracy of the report.
     """
     budgets = to_jsonable(budgets)
     num_budgets = len(budgets) if isinstance(budgets, list) else 0
@@ -252,6 +260,10 @@ def method_record(
         "seconds": per_budget(seconds),
         "certified_radius_sum": to_jsonable(certified_radius_sum),
     }
+    if num_certified_correct_per_class is not None:
+        record["num_certified_correct_per_class"] = to_jsonable(
+            np.asarray(num_certified_correct_per_class)
+        )
     if metrics is not None:
         for key in ("num_evaluated", "num_correct", "num_abstained", "confusion"):
             record[key] = to_jsonable(metrics[key])
@@ -455,6 +467,8 @@ def _check_method(name: str, method, record: dict, num_classes: int) -> None:
                 "must not exceed num_certified nor num_correct at any budget",
                 "Certified-correct outputs are certified and correct.",
             )
+    if "num_certified_correct_per_class" in method:
+        _check_per_class(where, method, source, num_budgets, num_classes)
     for key in ("solver", "status", "seconds"):
         values = method.get(key)
         if values is None:
@@ -465,6 +479,36 @@ def _check_method(name: str, method, record: dict, num_classes: int) -> None:
     if radius_sum is not None and (not isinstance(radius_sum, numbers.Real) or radius_sum < 0):
         _bad(f"{where}['certified_radius_sum']", radius_sum, "must be a number >= 0 or None")
     method.setdefault("certified_radius_sum", None)
+
+
+def _check_per_class(where, method, source, num_budgets: int, num_classes: int) -> None:
+    where = f"{where}['num_certified_correct_per_class']"
+    values = method["num_certified_correct_per_class"]
+    try:
+        counts = np.asarray(values)
+    except ValueError:
+        counts = np.zeros(0)
+    if counts.shape != (num_budgets, num_classes) or counts.dtype.kind not in "iu":
+        _bad(
+            where,
+            values,
+            f"must be an integer matrix of shape [{num_budgets}, {num_classes}] (budget, class)",
+            "Build it with per_class_certified_counts.",
+        )
+    counts = counts.astype(np.int64).reshape(num_budgets, num_classes)
+    correct_per_class = np.diag(np.asarray(source["confusion"], np.int64)[:num_classes])
+    if (
+        np.any(counts < 0)
+        or np.any(counts > correct_per_class)
+        or counts.sum(axis=1).tolist() != list(method["num_certified_correct"])
+    ):
+        _bad(
+            where,
+            values,
+            "must hold counts >= 0, at most the correct outputs of each class, summing to "
+            "num_certified_correct at every budget",
+            "Count certified-and-correct outputs by their true class.",
+        )
 
 
 def _check_item_id(item_id) -> str:
@@ -500,6 +544,21 @@ def _check_arrays(arrays) -> dict:
 # --------------------------------------------------------------------------- run directory
 
 
+class ItemScan(NamedTuple):
+    """The item files of a run directory (`RunDir.scan_items`).
+
+    Fields:
+      done: sorted ids of the finished items.
+      broken: {item id: what is wrong}, items whose JSON record exists but whose record or NPZ
+        is unusable (truncated JSON, NPZ missing or corrupt).
+      unfinished: sorted ids of items with an NPZ but no record yet (an interrupted write).
+    """
+
+    done: list
+    broken: dict
+    unfinished: list
+
+
 class RunDir:
     """One run directory (see the module docstring for the schema).
 
@@ -513,6 +572,7 @@ class RunDir:
     def __init__(self, path):
         self.path = pathlib.Path(path)
         self._identity = None  # set by `start`; `write_item` checks config.json still holds it
+        self._digests = {}  # (path, inode, size, mtime) -> sha256 of the NPZ files already read
 
     def __repr__(self) -> str:
         return f"RunDir({str(self.path)!r})"
@@ -650,13 +710,17 @@ class RunDir:
 
     @classmethod
     def existing(cls, path) -> RunDir:
-        """Opens a run directory for reading; clear errors if it is missing or not a run."""
+        """Opens a run directory (or the --out_dir holding it as results/) for reading; clear
+        errors if it is missing or not a run."""
         run = cls(path)
         if not run.path.is_dir():
             raise FileNotFoundError(
                 f"run directory {str(run.path)!r} does not exist. Pass the --out_dir of a "
                 "finished or running lrsjax-certify command."
             )
+        nested = cls(run.path / "results")  # the --out_dir of lrsjax-certify holds results/
+        if not run.config_path.is_file() and nested.config_path.is_file():
+            run = nested
         run.read_config()
         return run
 
@@ -711,28 +775,72 @@ class RunDir:
     # ---------------------------------------------------------------- items
 
     def is_done(self, item_id) -> bool:
-        """True iff the item's JSON record and NPZ are both complete and consistent."""
+        """True iff the item's JSON record and NPZ are both complete and consistent (the NPZ's
+        sha256 equals the one in the record)."""
         return self._load_done_record(item_id) is not None
 
     def _load_done_record(self, item_id) -> dict | None:
+        record, _ = self._check_item(item_id)
+        return record
+
+    def _check_item(self, item_id) -> tuple[dict | None, str]:
+        """(record, "") of a done item, else (None, what is wrong with its files)."""
         json_path, npz_path = self.json_path(item_id), self.npz_path(item_id)
+        if not json_path.exists():
+            return None, "no JSON record (interrupted before the item finished)"
         try:
             record = json.loads(json_path.read_text())
-            if (
-                not isinstance(record, dict)
-                or record.get("schema_version") != SCHEMA_VERSION
-                or record.get("item_id") != item_id
-                or not isinstance(record.get("arrays"), dict)
-                or not isinstance(record.get("npz_sha256"), str)
-            ):
-                return None
+        except (OSError, ValueError) as error:
+            return None, f"unreadable or truncated JSON record ({type(error).__name__})"
+        if (
+            not isinstance(record, dict)
+            or record.get("schema_version") != SCHEMA_VERSION
+            or record.get("item_id") != item_id
+            or not isinstance(record.get("arrays"), dict)
+            or not isinstance(record.get("npz_sha256"), str)
+        ):
+            return None, "the JSON is not a finished lrsjax item record of this schema"
+        if not npz_path.exists():
+            return None, "NPZ file missing"
+        try:
             with zipfile.ZipFile(npz_path) as archive:
                 names = set(archive.namelist())
-            if names != {f"{name}.npy" for name in record["arrays"]}:
-                return None
-        except (OSError, ValueError, zipfile.BadZipFile):
-            return None
-        return record
+            digest = self._npz_digest(npz_path)
+        except (OSError, ValueError, zipfile.BadZipFile) as error:
+            return None, f"corrupt NPZ ({type(error).__name__})"
+        if names != {f"{name}.npy" for name in record["arrays"]}:
+            return None, "corrupt NPZ (its arrays differ from the record)"
+        if digest != record["npz_sha256"]:
+            return None, "corrupt NPZ (sha256 differs from the record)"
+        return record, ""
+
+    def _npz_digest(self, path: pathlib.Path) -> str:
+        stat = path.stat()
+        key = (str(path), stat.st_ino, stat.st_size, stat.st_mtime_ns)
+        if key not in self._digests:
+            self._digests[key] = _sha256(path)
+        return self._digests[key]
+
+    def scan_items(self) -> ItemScan:
+        """Every item that has a file in items/, sorted into done, broken and unfinished.
+
+        An item is broken when its JSON record exists (written last, so the item once finished)
+        but the record or its NPZ cannot be used; unfinished when only its NPZ exists (a write
+        that was interrupted). Resuming recomputes both.
+        """
+        if not self.items_dir.is_dir():
+            return ItemScan([], {}, [])
+        ids = {p.stem for p in self._item_files() if _NAME.fullmatch(p.stem)}
+        done, broken, unfinished = [], {}, []
+        for item_id in sorted(ids):
+            record, problem = self._check_item(item_id)
+            if record is not None:
+                done.append(item_id)
+            elif self.json_path(item_id).exists():
+                broken[item_id] = problem
+            else:
+                unfinished.append(item_id)
+        return ItemScan(done, broken, unfinished)
 
     def done_items(self) -> list[str]:
         """Sorted ids of the finished items."""
@@ -803,7 +911,7 @@ class RunDir:
         """(record, arrays) of a done item; `verify=True` also checks the NPZ's sha256."""
         record = self.load_record(item_id)
         npz_path = self.npz_path(item_id)
-        if verify and _sha256(npz_path) != record["npz_sha256"]:
+        if verify and _sha256(npz_path) != record["npz_sha256"]:  # re-read, bypassing the cache
             raise ValueError(f"{npz_path} does not match the sha256 in its record (corrupted).")
         with np.load(npz_path, allow_pickle=False) as data:
             arrays = {name: data[name] for name in data.files}

@@ -6,6 +6,10 @@ over the data set (abstention = an extra predicted class, ignore label excluded)
 
 summary.json (`summarize`):
   schema_version, run_dir, task, num_items, item_ids, acr_rule (the integration rule),
+  num_planned     items the run is meant to hold: the larger of the items its configuration asks
+                  for (num_images; one graph) and the items with a file in items/
+  broken          {item id: what is wrong} of items left out (only with skip_broken)
+  unfinished      ids of items whose write was interrupted (an NPZ without its record)
   timings {name: seconds summed over items},
   methods {name: {
     mode            the certificate mode if every item agrees, else "mixed"
@@ -23,6 +27,10 @@ summary.json (`summarize`):
                     every item stores certified_radius_sum (naive certificates), else null
     solvers, statuses   {name: number of (item, budget) solves}
     seconds_total   summed solve time
+    per_class_iou   [C] IoU of each class from the pooled confusion matrix (null: class absent)
+    class_num_evaluated  [C] evaluated outputs per true class
+    num_certified_correct_per_class  [B][C] pooled, or null unless every item stores it
+    per_class_certified_accuracy     [B][C] the same / class_num_evaluated, or null
   }}
 Ratios with nothing evaluated are null.
 """
@@ -45,14 +53,25 @@ def _as_run(run_dir) -> _run.RunDir:
     return run_dir if isinstance(run_dir, _run.RunDir) else _run.RunDir.existing(run_dir)
 
 
-def summarize(run_dir) -> dict:
+def summarize(run_dir, *, skip_broken=False) -> dict:
     """Pools the records of every finished item of `run_dir` (a path or `RunDir`); see the schema.
 
-    Raises ValueError if one method uses different budget grids or budget kinds across items.
+    Raises ValueError if an item's files are broken (a truncated JSON record, its NPZ missing or
+    corrupt: an item is never left out silently) unless `skip_broken`, which lists them in the
+    summary instead; and if one method uses different budget grids or budget kinds across items.
     """
     run = _as_run(run_dir)
     config = run.read_config()
-    item_ids = run.done_items()
+    scan = run.scan_items()
+    if scan.broken and not skip_broken:
+        listed = "; ".join(f"{i}: {why}" for i, why in list(scan.broken.items())[:5])
+        more = f" and {len(scan.broken) - 5} more" if len(scan.broken) > 5 else ""
+        raise ValueError(
+            f"{len(scan.broken)} broken item(s) in {run.items_dir} ({listed}{more}). Rerun "
+            "lrsjax-certify with the same flags to recompute them, or pass --skip_broken to "
+            "report the other items without them."
+        )
+    item_ids = scan.done
     methods: dict[str, dict] = {}
     timings: dict[str, float] = collections.defaultdict(float)
     for item_id in item_ids:
@@ -68,12 +87,26 @@ def summarize(run_dir) -> dict:
         "run_dir": str(run.path),
         "task": config.get("task"),
         "num_items": len(item_ids),
+        "num_planned": max(
+            _planned(config), len(item_ids) + len(scan.broken) + len(scan.unfinished)
+        ),
         "item_ids": item_ids,
+        "broken": scan.broken,
+        "unfinished": scan.unfinished,
         "acr_rule": _metrics.ACR_RULE,
         "timings": dict(timings),
         "methods": {name: _finish(acc) for name, acc in sorted(methods.items())},
     }
     return _run.to_jsonable(summary)
+
+
+def _planned(config: dict) -> int:
+    """The number of items the run's configuration asks for (0 if it does not say)."""
+    settings = config.get("config") if isinstance(config.get("config"), dict) else {}
+    if config.get("task") == "graph":
+        return 1
+    value = settings.get("num_images")
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def _accumulate(methods: dict, name: str, method: dict, record: dict) -> None:
@@ -94,6 +127,8 @@ def _accumulate(methods: dict, name: str, method: dict, record: dict) -> None:
             "num_certified_correct": np.zeros(len(budgets), np.int64),
             "radius_sum": 0.0,
             "radius_complete": True,
+            "per_class": None,
+            "per_class_complete": True,
             "solvers": collections.Counter(),
             "statuses": collections.Counter(),
             "seconds_total": 0.0,
@@ -122,6 +157,12 @@ def _accumulate(methods: dict, name: str, method: dict, record: dict) -> None:
     acc["confusion"] += confusion
     acc["num_certified"] += np.asarray(method["num_certified"], np.int64)
     acc["num_certified_correct"] += np.asarray(method["num_certified_correct"], np.int64)
+    per_class = method.get("num_certified_correct_per_class")
+    if per_class is None:
+        acc["per_class_complete"] = False
+    elif acc["per_class_complete"]:
+        per_class = np.asarray(per_class, np.int64)
+        acc["per_class"] = per_class if acc["per_class"] is None else acc["per_class"] + per_class
     if method.get("certified_radius_sum") is None:
         acc["radius_complete"] = False
     else:
@@ -161,6 +202,19 @@ def _finish(acc: dict) -> dict:
         "statuses": dict(sorted(acc["statuses"].items())),
         "seconds_total": acc["seconds_total"],
     }
+    confusion = np.asarray(acc["confusion"], np.int64)
+    class_evaluated = confusion.sum(axis=0)
+    out["per_class_iou"] = _metrics.per_class_iou(confusion) if confusion.size else []
+    out["class_num_evaluated"] = class_evaluated
+    out["num_certified_correct_per_class"] = None
+    out["per_class_certified_accuracy"] = None
+    if acc["per_class_complete"] and acc["per_class"] is not None:
+        per_class = acc["per_class"]
+        out["num_certified_correct_per_class"] = per_class
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out["per_class_certified_accuracy"] = np.where(
+                class_evaluated > 0, per_class / np.maximum(class_evaluated, 1), np.nan
+            )
     accuracy = curve.certified_accuracy
     if acc["budget_kind"] == "binary":
         pairs = np.asarray(acc["budgets"], dtype=np.int64).reshape(-1, 2)
@@ -179,10 +233,10 @@ def _finish(acc: dict) -> dict:
     return out
 
 
-def write_summary(run_dir) -> dict:
+def write_summary(run_dir, *, skip_broken=False) -> dict:
     """Writes summary.json and summary.txt (`format_table`) into the run directory, atomically."""
     run = _as_run(run_dir)
-    summary = summarize(run)
+    summary = summarize(run, skip_broken=skip_broken)
     _atomic.write_json(run.path / "summary.json", summary)
     _atomic.write_text(run.path / "summary.txt", format_table(summary))
     return summary
@@ -202,15 +256,35 @@ def _budget_label(budget) -> str:
     return f"{budget:.4f}"
 
 
+def _items_text(summary: dict) -> str:
+    done = summary.get("num_items")
+    planned = summary.get("num_planned", done)
+    notes = []
+    if summary.get("broken"):
+        notes.append(f"{len(summary['broken'])} broken, left out")
+    if summary.get("unfinished"):
+        notes.append(f"{len(summary['unfinished'])} interrupted")
+    missing = (
+        (planned or 0)
+        - (done or 0)
+        - sum(len(summary.get(k) or ()) for k in ("broken", "unfinished"))
+    )
+    if missing > 0:
+        notes.append(f"{missing} not certified yet")
+    return f"{done} of {planned}" + (f" ({', '.join(notes)})" if notes else "")
+
+
 def format_table(summary: dict) -> str:
     """The fixed-width text table of a `summarize` result (printed by lrsjax-report)."""
     methods = summary.get("methods", {})
     lines = [
         f"lrsjax run: {summary.get('run_dir')}",
-        f"task: {summary.get('task')}   items: {summary.get('num_items')}   "
+        f"task: {summary.get('task')}   items: {_items_text(summary)}   "
         f"schema: {summary.get('schema_version')}",
-        "",
     ]
+    for item_id, why in (summary.get("broken") or {}).items():
+        lines.append(f"  left out, broken: {item_id} ({why})")
+    lines.append("")
     if not methods:
         return "\n".join([*lines, "no finished items", ""])
     name_width = max(12, *(len(n) for n in methods)) + 2
@@ -266,4 +340,40 @@ def format_table(summary: dict) -> str:
                 cell = "-"
             cells.append(f"{cell:>{col}}")
         lines.append(f"{_budget_label(budget):<14}" + "".join(cells))
+    return "\n".join(lines) + "\n"
+
+
+def format_class_tables(summary: dict) -> str:
+    """Per-class IoU and per-class certified accuracy of a `summarize` result, as text tables.
+
+    Per-class certified accuracy at budget b: certified and correct outputs of true class c /
+    evaluated outputs of class c. Methods whose records do not store per-class counts
+    (collective certificates, runs written by older versions) show "n/a".
+    """
+    methods = summary.get("methods", {})
+    if not methods:
+        return ""
+    num_classes = max(len(m.get("per_class_iou") or []) for m in methods.values())
+    if num_classes == 0:
+        return ""
+    name_width = max(12, *(len(n) for n in methods)) + 2
+    classes = "".join(f"{f'class {c}':>10}" for c in range(num_classes))
+    lines = ["per-class IoU (pooled confusion matrix; '-': class absent)"]
+    lines.append(f"{'method':<{name_width}}" + classes)
+    for name, m in methods.items():
+        cells = "".join(_num(v, 10) for v in m.get("per_class_iou") or [])
+        lines.append(f"{name:<{name_width}}" + cells)
+    any_method = next(iter(methods.values()))
+    counts = "".join(_num(int(v), 10) for v in any_method.get("class_num_evaluated") or [])
+    lines.append(f"{'evaluated':<{name_width}}" + counts)
+    lines += ["", "per-class certified accuracy (certified and correct / evaluated, per class)"]
+    lines.append(f"{'method':<{name_width}}{'budget':<14}" + classes)
+    for name, m in methods.items():
+        table = m.get("per_class_certified_accuracy")
+        if table is None:
+            lines.append(f"{name:<{name_width}}{'n/a':<14}" + f"{'n/a':>10}" * num_classes)
+            continue
+        for budget, row in zip(m["budgets"], table):
+            cells = "".join(_num(v, 10) for v in row)
+            lines.append(f"{name:<{name_width}}{_budget_label(budget):<14}" + cells)
     return "\n".join(lines) + "\n"
