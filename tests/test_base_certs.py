@@ -306,6 +306,40 @@ def _exact_worst_masses(ps, tp, tm, r_add, r_del):
     return np.array(out)
 
 
+def _exact_worst_fractions(ps, tp, tm, r_add, r_del):
+    """The exact worst-case masses of the float inputs as Fractions (no rounding at all)."""
+    tp, tm = Fraction(tp), Fraction(tm)
+    regions = []
+    for i in range(r_add + 1):
+        for j in range(r_del + 1):
+            ca, cd = math.comb(r_add, i), math.comb(r_del, j)
+            clean = ca * tp**i * (1 - tp) ** (r_add - i) * cd * (1 - tm) ** j * tm ** (r_del - j)
+            pert = ca * (1 - tm) ** i * tm ** (r_add - i) * cd * tp**j * (1 - tp) ** (r_del - j)
+            regions.append((pert / clean, clean, pert))
+    regions.sort()
+    out = []
+    for p in ps:
+        left, total = Fraction(p), Fraction(0)
+        for _, clean, pert in regions:
+            take = min(left, clean)
+            total += pert * take / clean
+            left -= take
+        out.append(total)
+    return out
+
+
+@pytest.mark.parametrize(
+    "tp,tm,r_add,r_del",
+    [(0.4, 0.1, 50, 0), (0.01, 0.6, 40, 0), (0.2, 0.35, 6, 5), (0.001, 0.95, 2, 30)],
+)
+def test_sparse_smoothing_worst_mass_never_exceeds_the_exact_value(tp, tm, r_add, r_del):
+    ps = [0.0, 0.3, 0.51, 0.675, 0.9, 0.999, 1 - 1e-6, 1 - 2.0**-40]
+    got = bc.sparse_smoothing_worst_mass(ps, tp, tm, r_add, r_del)
+    for p, value, exact in zip(ps, got, _exact_worst_fractions(ps, tp, tm, r_add, r_del)):
+        assert Fraction(float(value)) <= exact, (p, float(Fraction(float(value)) - exact))
+        assert value >= float(exact) - 1e-10, p
+
+
 @pytest.mark.parametrize(
     "tp,tm,r_add,r_del",
     [(0.001, 0.95, 0, 100), (0.001, 0.95, 2, 100), (0.3, 0.3, 100, 0), (0.02, 0.9, 5, 60)],

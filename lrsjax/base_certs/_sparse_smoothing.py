@@ -20,6 +20,18 @@ As a function of `p_lower` this worst-case mass is piecewise linear and increasi
 outputs are handled at once with a search over the cumulative clean mass. Masses are built in log
 space (log binomial coefficients via gammaln), so radii of hundreds of flips neither overflow nor
 underflow.
+
+Conservative rounding. The worst-case mass is computed through its complement,
+`1 - W(1 - p_lower)` with `W(s)` the largest perturbed mass of a set of clean mass `s`, filled
+from the largest ratio down. For any `t >= 0`, LP duality gives
+`W(s) <= t s + sum_i clean_i max(0, ratio_i - t)`; with `t` the ratio of the region where the
+filling stops this is the computed `W`, and each of its float64 errors is a rounding error of a
+mass, a tail sum or that ratio times a tail mass. Those tail masses are at most 1 (the regions
+above the stopping one have ratios >= t, so `t` times their clean mass is at most their perturbed
+mass), so the error of `W` is at most `MASS_ERROR * eps * (L + 4 A)` (L regions, A the
+magnitude of the log masses: log masses are accurate to a few `eps * A`, sums of L terms to
+`L eps`), whatever `p_lower`. The returned mass is the computed one minus that bound, so it
+never exceeds the exact worst-case mass of the float64 inputs.
 """
 
 from __future__ import annotations
@@ -32,6 +44,9 @@ from scipy import special
 from lrsjax import _checks, _memory
 
 _EPS = np.finfo(np.float64).eps
+# The rounding-error bound of the worst-case mass is MASS_ERROR * eps * (L + 4 A) (module
+# docstring); generous against the few eps * A of the log masses and the L eps of the sums.
+MASS_ERROR = 64.0
 # Largest likelihood-ratio table, (r_add + 1) * (r_del + 1) regions (radii up to 4095 x 4095):
 # far beyond any certified radius of practical flip probabilities, and about 1.5 GiB of tables.
 MAX_REGIONS = 2**24
@@ -42,18 +57,18 @@ _BYTES_PER_REGION = 96
 class _Regions(NamedTuple):
     """Likelihood-ratio regions of one (tp, tm, r_a, r_d), sorted by ratio ascending.
 
-    Fields (all float64 [L], L = (r_a + 1) (r_d + 1)):
-      clean, perturbed: probability of each region under x and under x'.
-      cum_clean, cum_perturbed: their cumulative sums.
-    Plus `error_scale`: a bound, in units of machine epsilon, on the absolute rounding error of the
-    cumulative sums (used to make the certified decision conservative).
+    Fields (float64 [L], L = (r_a + 1) (r_d + 1)):
+      ratio: perturbed / clean mass of each region (inf where the clean mass underflows).
+      tail_clean, tail_perturbed: the masses of the regions from the last one down, cumulated
+        (entry j: the j + 1 regions of largest ratio).
+    Plus `error`: the bound on the absolute rounding error of the worst-case mass (module
+    docstring), subtracted so that the result is conservative.
     """
 
-    clean: np.ndarray
-    perturbed: np.ndarray
-    cum_clean: np.ndarray
-    cum_perturbed: np.ndarray
-    error_scale: float
+    ratio: np.ndarray
+    tail_clean: np.ndarray
+    tail_perturbed: np.ndarray
+    error: float
 
 
 def sparse_smoothing_worst_mass(p_lower, theta_plus, theta_minus, r_add, r_del) -> np.ndarray:
@@ -61,7 +76,10 @@ def sparse_smoothing_worst_mass(p_lower, theta_plus, theta_minus, r_add, r_del) 
 
     Guarantee: if the top class has probability >= `p_lower` under the noisy clean input, it has
     probability >= the returned value under the noisy x', for every x' that adds exactly `r_add`
-    and deletes exactly `r_del` bits; the value is attained by a worst-case classifier (exact).
+    and deletes exactly `r_del` bits. The exact worst case (attained by a worst-case classifier)
+    is computed in float64 and lowered by a bound on its rounding error (module docstring), so
+    the value never exceeds the exact one; it is below it by at most about
+    `2 * MASS_ERROR * eps * (L + 4 A)` (below 1e-10 up to about 100 flips).
 
     Args:
       p_lower: float in [0, 1), any shape: lower bounds on the clean top-class probability.
@@ -85,10 +103,8 @@ def sparse_smoothing_grid(p_lower, theta_plus, theta_minus, max_add, max_del) ->
 
     Entry `[..., r_a, r_d]` is True iff the prediction is certified for every x' with at most `r_a`
     added and at most `r_d` deleted bits: the worst-case perturbed mass
-    (`sparse_smoothing_worst_mass`) exceeds 1/2 for every (r_a', r_d') <= (r_a, r_d). The decision
-    is conservative against floating point: the computed mass must exceed 1/2 by more than a bound
-    on its rounding error, `32 eps (L + 4 A) (1 + 1 / (1 - p_lower))` with L the number of regions
-    and A the magnitude of the log masses (about 1e-10 / (1 - p_lower) at 100 flips of each kind).
+    (`sparse_smoothing_worst_mass`, never above the exact value) exceeds 1/2 for every
+    (r_a', r_d') <= (r_a, r_d), so the decision is conservative against floating point.
 
     Args:
       p_lower: float in [0, 1), any shape: lower bounds on the top-class probability (outputs with
@@ -117,9 +133,7 @@ def sparse_smoothing_grid(p_lower, theta_plus, theta_minus, max_add, max_del) ->
             if not alive.any():
                 continue
             regions = _regions(tp, tm, r_a, r_d)
-            q = distinct[alive]
-            tolerance = 32.0 * _EPS * regions.error_scale * (1.0 + 1.0 / (1.0 - q))
-            certified[r_a, r_d, alive] = _worst_mass(q, regions) - tolerance > 0.5
+            certified[r_a, r_d, alive] = _worst_mass(distinct[alive], regions) > 0.5
     out = np.moveaxis(certified[:, :, inverse], 2, 0)
     return out.reshape(p.shape + (max_add + 1, max_del + 1))
 
@@ -174,6 +188,8 @@ def _regions(tp: float, tm: float, r_add: int, r_del: int) -> _Regions:
     order = np.argsort(log_ratio.ravel(), kind="stable")
     clean = np.exp(log_clean.ravel()[order])
     perturbed = np.exp(log_perturbed.ravel()[order])
+    with np.errstate(over="ignore"):
+        ratio = np.exp(log_ratio.ravel()[order])
     magnitude = float(
         special.gammaln(r_add + 1.0)
         + special.gammaln(r_del + 1.0)
@@ -181,24 +197,28 @@ def _regions(tp: float, tm: float, r_add: int, r_del: int) -> _Regions:
         + 1.0
     )
     return _Regions(
-        clean=clean,
-        perturbed=perturbed,
-        cum_clean=np.cumsum(clean),
-        cum_perturbed=np.cumsum(perturbed),
-        error_scale=float(clean.size) + 4.0 * magnitude,
+        ratio=ratio,
+        tail_clean=np.cumsum(clean[::-1]),
+        tail_perturbed=np.cumsum(perturbed[::-1]),
+        error=MASS_ERROR * _EPS * (clean.size + 4.0 * magnitude),
     )
 
 
 def _worst_mass(p: np.ndarray, regions: _Regions) -> np.ndarray:
-    """Perturbed mass of the cheapest (smallest-ratio-first) set with clean mass p."""
-    last = regions.clean.size - 1
-    k = np.minimum(np.searchsorted(regions.cum_clean, p, side="left"), last)
-    before_clean = np.where(k > 0, regions.cum_clean[np.maximum(k - 1, 0)], 0.0)
-    before_perturbed = np.where(k > 0, regions.cum_perturbed[np.maximum(k - 1, 0)], 0.0)
-    clean_k = regions.clean[k]
-    safe = np.where(clean_k > 0, clean_k, 1.0)
-    fraction = np.where(clean_k > 0, np.clip((p - before_clean) / safe, 0.0, 1.0), 0.0)
-    return np.clip(before_perturbed + fraction * regions.perturbed[k], 0.0, 1.0)
+    """Conservative perturbed mass of the cheapest (smallest-ratio-first) set with clean mass p:
+    `1 - W(1 - p) - error` (module docstring), clipped to [0, 1]."""
+    s = 1.0 - p  # exact for p >= 1/2, where certificates are decided
+    size = regions.ratio.size
+    j = np.searchsorted(regions.tail_clean, s, side="left")  # first tail with clean mass >= s
+    inside = j < size  # else the clean masses summed below s by rounding: W = 1, no mass
+    j = np.minimum(j, size - 1)
+    after_clean = np.where(j > 0, regions.tail_clean[np.maximum(j - 1, 0)], 0.0)
+    after_perturbed = np.where(j > 0, regions.tail_perturbed[np.maximum(j - 1, 0)], 0.0)
+    ratio = regions.ratio[size - 1 - j]
+    with np.errstate(over="ignore", invalid="ignore"):
+        top = after_perturbed + np.maximum(s - after_clean, 0.0) * ratio
+    top = np.where(inside & np.isfinite(top), top, 1.0)
+    return np.clip(1.0 - top - regions.error, 0.0, 1.0)
 
 
 def _log_binomial(r: int, i: np.ndarray) -> np.ndarray:
