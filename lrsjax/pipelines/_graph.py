@@ -270,7 +270,12 @@ def certify_graph(job: GraphJob, key, graph, apply_fn, params, test_idx, cluster
     )
     naive = base_certs.naive_certified(cert.base_certs, budgets)
     methods["localized_naive"] = results.method_record(
-        "naive", budgets, *_counts(naive, correct, evaluated)
+        "naive",
+        budgets,
+        *_counts(naive, correct, evaluated),
+        num_certified_correct_per_class=results.per_class_certified_counts(
+            naive, correct, labels, graph.num_classes, evaluated=evaluated
+        ),
     )
     arrays.update(
         prediction=cert.prediction.astype(np.int32),
@@ -292,6 +297,9 @@ def certify_graph(job: GraphJob, key, graph, apply_fn, params, test_idx, cluster
         "naive",
         budgets,
         *_counts(grid, correct_sparse, evaluated),
+        num_certified_correct_per_class=results.per_class_certified_counts(
+            grid, correct_sparse, labels, graph.num_classes, evaluated=evaluated
+        ),
         metrics=results.output_metrics(
             cert_sparse.prediction,
             labels,
@@ -316,6 +324,9 @@ def certify_graph(job: GraphJob, key, graph, apply_fn, params, test_idx, cluster
         "naive",
         budgets,
         *_counts(naive_var, correct_var, evaluated),
+        num_certified_correct_per_class=results.per_class_certified_counts(
+            naive_var, correct_var, labels, graph.num_classes, evaluated=evaluated
+        ),
         metrics=results.output_metrics(
             cert_var.prediction, labels, cert_var.abstain, graph.num_classes, evaluated=evaluated
         ),

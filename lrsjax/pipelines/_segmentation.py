@@ -311,6 +311,9 @@ def certify_image(job: SegmentationJob, key, x, labels, localized_model, isotrop
         all_counts,
         correct_counts,
         certified_radius_sum=float(np.where(correct, cert.radius, 0.0).sum()),
+        num_certified_correct_per_class=results.per_class_certified_counts(
+            naive, correct, labels_flat, localized_model_classes(cert), evaluated=evaluated
+        ),
     )
 
     start = time.perf_counter()
@@ -366,6 +369,9 @@ def certify_image(job: SegmentationJob, key, x, labels, localized_model, isotrop
         correct_counts_iso,
         certified_radius_sum=float(np.where(correct_iso, cert_iso.radius, 0.0).sum()),
         metrics=iso_metrics,
+        num_certified_correct_per_class=results.per_class_certified_counts(
+            naive_iso, correct_iso, labels_flat, localized_model_classes(cert), evaluated=evaluated
+        ),
         extra={"sigma": job.sigma, "n0": k * job.n0, "n": k * job.n},
     )
 
