@@ -307,6 +307,7 @@ class Engine:
             if value >= found:
                 self._remember(scaled, feasible)
         if out.status in ("OPTIMAL", "FEASIBLE") and np.isfinite(out.bound):
+            # `out.bound` is SCIP's dual bound plus the margin of `_scip`'s bound policy.
             # The objective is a sum of integer counts: SCIP's 96.99999999999997 means 97.
             objective = np.floor(out.objective + 1e-6) if np.isfinite(out.objective) else 0.0
             found = max(found, objective)

@@ -17,7 +17,8 @@ counts `C_i` (`_levels`). Per budget (in user units, turned into totals by `budg
    * "milp": exact; branch and bound over per-group levels with hull-LP bounds (`_bnb`) or the
      generic ordered MILP in SCIP (`_scip`), see `milp_solver`.
    Relaxation bounds are Lagrangian bounds evaluated in float64 from the LP's multipliers, so
-   they hold whatever the LP solver's tolerances. A MILP stopped by `time_limit_s` reports its
+   they hold whatever the LP solver's tolerances; SCIP's bound counts only with a margin for its
+   dual feasibility tolerance (`_scip`). A MILP stopped by `time_limit_s` reports its
    proven bound (never its incumbent, which is only an attack).
 4. `certified = naive + |T| - floor(U + tol)`, `tol = 1e-6 * max(1, |T|)` (rounding can only
    remove outputs, never add one).
