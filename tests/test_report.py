@@ -160,7 +160,8 @@ def test_cli_help_explains_every_flag():
     result = _cli("--help")
     assert result.returncode == 0, result.stderr
     text = result.stdout + result.stderr
-    for flag in ("--out_dir", "--item", "--write_summary", "RUN_DIR"):
+    for flag in ("--out_dir", "--item", "--write_summary", "RUN_DIR", "--labels", "--format",
+                 "--skip_broken"):  # fmt: skip
         assert flag in text
 
 
