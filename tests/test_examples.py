@@ -43,9 +43,16 @@ def test_custom_transforms_example(capsys):
 
 
 def test_certify_node_classifier_example(capsys):
-    args = argparse.Namespace(graph="", clusters=3, epochs=5, n0=16, n=100, seed=0)
-    _load("certify_node_classifier").main(args)
-    assert "test nodes correct" in capsys.readouterr().out
+    args = argparse.Namespace(
+        graph="", signal_density=0.2, clusters=3, theta_plus=0.001, theta_minus=(0.6, 0.95),
+        epochs=5, n0=16, n=100, seed=0,
+    )  # fmt: skip
+    example = _load("certify_node_classifier")
+    result = example.main(args)
+    out = capsys.readouterr().out
+    assert "test nodes correct" in out
+    assert out.count("(naive)") == len(example.BUDGETS)
+    assert np.all(np.diff(np.asarray(result.certified)[:4]) <= 0)  # more deletions, fewer nodes
 
 
 def test_reproduce_cora_ml_script_uses_real_flags():
