@@ -1,31 +1,30 @@
 """`certify`: localized randomized smoothing certificates of one input of a multi-output model.
 
-The certification core (SPEC 3, 4, 5), in the style of Cohen et al.'s `core.py`: for every smoothing
-group, select each output's class by majority vote on `n0` noisy samples, estimate on `n` FRESH
-samples, bound on the host in float64 with a correction that holds simultaneously for all tested
-outputs, abstain where the bound does not beat 1/2, and return base certificates in the linear form
-that `lrsjax.collective` consumes.
+The certification core, in the style of Cohen et al.'s `core.py` (Cohen et al., 2019): for every
+smoothing group, select each output's class by majority vote on `n0` noisy samples, estimate on `n`
+FRESH samples, bound on the host in float64 with a correction that holds simultaneously for all
+tested outputs, abstain where the bound does not beat 1/2, and return the base certificates of the
+noise in the linear form that `lrsjax.collective` consumes. The noise (`lrsjax.noise.Noise`) and
+the estimator (`lrsjax.estimators.Estimator`) are plug-ins; this module branches on neither.
 """
 
 from __future__ import annotations
 
 import time
-import warnings
 from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
 import numpy as np
 
-from lrsjax import _checks, _keys, _progress, base_certs, stats
-from lrsjax._sparse import SparseBinary
+from lrsjax import _checks, _keys, _progress, estimators
 from lrsjax.base_certs import BaseCertificates
-from lrsjax.base_certs._sparse_smoothing import check_table_size
-from lrsjax.noise._smoothing import Smoothing, check_smoothing
+from lrsjax.noise._plugin import Noise, check_noise
 from lrsjax.sampling import _kernels
 
-CORRECTIONS = ("bonferroni", "rank_levels", "holm")
+CORRECTIONS = estimators.CORRECTIONS
 CERTIFICATES = ("neyman_pearson", "variance")
+_ESTIMATES = {"neyman_pearson": "probability", "variance": "moments"}
 
 
 class Certificate(NamedTuple):
@@ -92,7 +91,7 @@ def certify(
     apply_fn: Callable,
     params,
     x,
-    smoothing: Smoothing,
+    smoothing: Noise,
     *,
     n0: int,
     n: int,
@@ -118,7 +117,7 @@ def certify(
     probability of that class (or the mean and variance of its softmax score). With probability
     at least `1 - alpha` over the sampling, ALL returned bounds hold simultaneously, so every output
     that does not abstain keeps `prediction` for every perturbation `x'` its base certificate
-    allows (SPEC 5): Gaussian smoothing, for every `x'` with
+    allows (`docs/math.md`, "Base certificates"): Gaussian smoothing, for every `x'` with
     `sum_j ||x'_j - x_j||^2 / S[k, j]^2 < Phi^{-1}(p_lower)^2` (in particular `||x' - x||_2 <
     radius`); Bernoulli smoothing (variance certificate), for every `x'` whose added/deleted bits
     per cluster `b` satisfy `sum_j W[add, k, j] b_add[j] + W[del, k, j] b_del[j] < eta`. The bounds
@@ -130,8 +129,8 @@ def certify(
     probability provably exceeds `tau` get `p_lower = tau`, the others abstain; sound);
     `"rank_levels"` gives the i-th smallest count the level `alpha / i` as the research code does:
     NO simultaneous-coverage proof is known, it exists only to reproduce published numbers. The
-    variance certificate uses
-    one DKW band at level `alpha / N_tested` for the mean and the second moment (SPEC 4).
+    variance certificate uses one DKW band at level `alpha / N_tested` for the mean and the second
+    moment (`lrsjax.estimators`).
 
     Args:
       key: JAX PRNG key; the same key gives the same result (also on any number of devices).
@@ -187,230 +186,216 @@ def certify(
       (e.g. a uint8 image in 0..255, for which the certified radii would be 255 times too large).
     """
     key = _keys.check_key("key", key)
-    smoothing = check_smoothing(smoothing)
-    n0 = _checks.positive_int("n0", n0)
-    n = _checks.positive_int("n", n)
+    noise = check_noise(smoothing)
+    n0, n = _checks.positive_int("n0", n0), _checks.positive_int("n", n)
     batch_size = _checks.positive_int("batch_size", batch_size)
     alpha = _checks.probability("alpha", alpha)
-    _checks.one_of("correction", correction, CORRECTIONS)
     if not callable(apply_fn):
         _checks.fail("apply_fn", apply_fn, "must be callable", "Pass `apply_fn(params, x)`.")
-    gaussian = smoothing.kind == "gaussian"
-    if certificate is None:
-        certificate = "neyman_pearson" if gaussian else "variance"
-    _checks.one_of("certificate", certificate, CERTIFICATES)
-    if certificate == "variance" and correction != "bonferroni":
-        _checks.fail(
-            "correction",
-            correction,
-            "must be 'bonferroni' for the variance certificate (DKW at alpha / N_tested)",
-            "Drop `correction`.",
-        )
-    if correction == "holm":
-        if tau is None:
-            _checks.fail("tau", tau, "is required with correction='holm'", "Pass e.g. tau=0.75.")
-        tau = _checks.probability("tau", tau)
-        if tau <= 0.5:
-            _checks.fail("tau", tau, "must be > 1/2 (nothing is certified below)", "")
-    elif tau is not None:
-        _checks.fail("tau", tau, "is only used with correction='holm'", "Drop `tau`.")
-    if not gaussian and certificate == "neyman_pearson":
-        flips = (np.unique(smoothing.theta_plus), np.unique(smoothing.theta_minus))
-        if flips[0].size != 1 or flips[1].size != 1:
-            _checks.fail(
-                "certificate",
-                certificate,
-                "'neyman_pearson' for Bernoulli smoothing needs one flip pair for every group "
-                "and region (isotropic sparse smoothing)",
-                "Use certificate='variance' for clustered smoothing, or isotropic_bernoulli(...).",
-            )
-        max_add = _checks.positive_int("max_flips[0]", tuple(max_flips)[0], minimum=0)
-        max_del = _checks.positive_int("max_flips[1]", tuple(max_flips)[1], minimum=0)
-        check_table_size(
-            ("max_flips[0]", "max_flips[1]"),
-            max_add,
-            max_del,
-            bytes_per_cell=2 * smoothing.num_outputs,
-        )
-
-    output_shape = smoothing.output_shape
-    num_outputs = smoothing.num_outputs
-    tested = _tested_mask(outputs, output_shape)
+    estimator, certify_outputs = _plan(noise, certificate, correction, tau, num_bins, max_flips)
+    tested = _tested_mask(outputs, noise.output_shape)
     if not tested.any():
         _checks.fail("outputs", outputs, "must select at least one output", "")
-    num_tested = int(tested.sum())
-    num_bins = _kernels.check_histogram_bins(num_bins)
-    # The kernel samples with float32 standard deviations; the certificate uses exactly those.
-    sampled_stds = _kernels.sampled_stds(smoothing.stds) if gaussian else None
-    x, sampler, num_cols = _check_input(x, smoothing, num_features)
-    input_format = "sparse" if sampler == "sparse_bernoulli" else "dense"
-    if input_format == "sparse":
-        if addition_capacity is None:
-            addition_capacity = _kernels.default_addition_capacity(smoothing, num_cols)
-        addition_capacity = _checks.positive_int("addition_capacity", addition_capacity)
-    example = _kernels._example_input(x, sampler, addition_capacity or 0)
-    num_classes = _kernels.check_logits(apply_fn, params, example, output_shape, None)
-
+    prepared = noise.prepare(
+        noise, x, num_features=num_features, addition_capacity=addition_capacity
+    )
+    num_classes = _kernels.check_logits(
+        apply_fn, params, prepared.example, noise.output_shape, None
+    )
     # A batch larger than the samples asked for only costs memory. Lowering it changes no count:
     # a single batch either way, and sample i of batch 0 is drawn from its own counter (with JAX's
     # default jax_threefry_partitionable=True, random bits and key splits are indexed by position,
-    # not by the batch's size; tests/test_faults.py checks it). It is deterministic in any case.
+    # not by the batch's size; tests/test_faults.py checks it).
     batch_size = min(batch_size, max(n0, n))
-    modes = ("votes",) if certificate == "neyman_pearson" else ("votes", "histogram")
-    if input_format == "sparse":
-        input_size = x.capacity + addition_capacity
-    else:
-        input_size = int(np.prod(x.shape))
+    select = estimators.majority_vote()
     _kernels.check_batch_memory(
-        batch_size,
-        sampler=sampler,
-        modes=modes,
-        num_classes=num_classes,
-        num_bins=num_bins,
-        num_outputs=num_outputs,
-        input_size=input_size,
+        batch_size, bytes_per_element=prepared.bytes_per_element,
+        estimators=(select, estimator), num_classes=num_classes,
+        num_outputs=noise.num_outputs, input_size=prepared.input_size,
         devices=tuple(jax.devices()) if devices is None else tuple(devices),
-    )
-
-    flat_group = smoothing.group.reshape(-1)
-    active = np.zeros(smoothing.num_groups, bool)
-    active[np.unique(flat_group[tested])] = True
-
-    common = dict(
-        batch_size=batch_size,
-        num_classes=num_classes,
-        num_bins=num_bins,
-        input_format=input_format,
-        num_cols=num_cols,
-        addition_capacity=addition_capacity,
-        devices=devices,
-        per_example=per_example,
-    )
-    _check_certifiable(n, alpha, num_tested, certificate, correction, tau, num_bins)
+    )  # fmt: skip
+    num_tested = int(tested.sum())
+    _check_certifiable(estimator, n, alpha, num_tested)
+    active = np.zeros(noise.num_groups, bool)
+    active[np.unique(noise.group.reshape(-1)[tested])] = True  # groups without tested outputs idle
+    stage = _Stage(
+        apply_fn, noise, prepared, params, active, batch_size, num_classes, devices, per_example,
+        progress, dict(compile_s=0.0, select_s=0.0, estimate_s=0.0, bound_s=0.0, samples=0),
+    )  # fmt: skip
     key_select, key_estimate = jax.random.split(key)
-    votes_counter = _kernels._make_counter(
-        apply_fn, smoothing, mode="votes", check_calls=False, **common
-    )
-    clock = dict(compile_s=0.0, select_s=0.0, estimate_s=0.0, bound_s=0.0, samples=0)
-    stage = dict(
-        params=params,
-        x=x,
-        active=active,
-        batch_size=batch_size,
-        num_devices=len(jax.devices()) if devices is None else len(tuple(devices)),
-        addition_capacity=addition_capacity,
-        progress=progress,
-        clock=clock,
-    )
 
-    # 1) selection: majority vote on n0 samples per group.
-    selected = _count_stage(votes_counter, key_select, n0, name="select", **stage)
-    select_votes = np.asarray(selected.counts, np.int64).reshape(num_outputs, num_classes)
-    prediction = np.argmax(select_votes, axis=1).astype(np.int64)
-
-    nan = np.full(num_outputs, np.nan)
-    p_out = mu_out = zeta_out = radius = binary_radius = counts = hist = grid = None
-    if certificate == "neyman_pearson":
-        # 2) estimation on n fresh samples: consistency counts (same compiled kernel as selection).
-        estimated = _count_stage(votes_counter, key_estimate, n, name="estimate", **stage)
-        bound_start = time.perf_counter()
-        votes = np.asarray(estimated.counts, np.int64).reshape(num_outputs, num_classes)
-        counts = votes[np.arange(num_outputs), prediction]
-        p_lower = np.zeros(num_outputs)
-        if correction == "holm":
-            passed = stats.holm_threshold_test(counts[tested], n, tau, alpha)
-            p_lower[tested] = np.where(passed, tau, 0.0)
-            method = f"neyman_pearson+holm(tau={tau})"
-        else:
-            p_lower[tested] = stats.corrected_lower_bounds(counts[tested], n, alpha, correction)
-            method = f"neyman_pearson+clopper_pearson+{correction}"
-            if correction == "rank_levels":
-                method += " (no simultaneous-coverage proof; reproduction only)"
-        p_out = np.where(tested, p_lower, nan)
-        if gaussian:
-            certs = base_certs.gaussian(prediction, p_lower, flat_group, sampled_stds)
-            radius = _l2_radius(certs)
-            method = "gaussian:" + method
-        else:
-            certs = None
-            tp, tm = float(smoothing.theta_plus.flat[0]), float(smoothing.theta_minus.flat[0])
-            grid = base_certs.sparse_smoothing_grid(p_lower, tp, tm, max_add, max_del)
-            grid &= tested[:, None, None]
-            binary_radius = _grid_radius(grid)
-            abstain = ~grid[:, 0, 0]
-            method = "sparse_smoothing:" + method
-    else:
-        hist_counter = _kernels._make_counter(
-            apply_fn, smoothing, mode="histogram", check_calls=False, **common
-        )
-        estimated = _count_stage(
-            hist_counter,
-            key_estimate,
-            n,
-            name="estimate",
-            target=prediction.reshape(output_shape),
-            **stage,
-        )
-        bound_start = time.perf_counter()
-        hist = np.asarray(estimated.counts, np.int64).reshape(num_outputs, num_bins)
-        level = alpha / num_tested
-        edges = np.linspace(0.0, 1.0, num_bins + 1)
-        mids = 0.5 * (edges[1:] + edges[:-1])
-        mu_lower = np.zeros(num_outputs)
-        zeta_upper = np.ones(num_outputs)
-        h = hist[tested]
-        mu_lower[tested], _ = stats.mean_bounds_from_histogram(h, edges, level)
-        center = (h * mids).sum(-1) / h.sum(-1)
-        zeta = stats.second_moment_upper_from_histogram(h, edges, center, level)
-        zeta_upper[tested] = np.maximum(zeta, 1e-12)  # raising the bound is conservative
-        mu_out = np.where(tested, mu_lower, nan)
-        zeta_out = np.where(tested, zeta_upper, nan)
-        if gaussian:
-            weights = _inverse_variances(sampled_stds)[None]
-            norm = "l2"
-        else:
-            weights = np.stack(
-                base_certs.bernoulli_costs(smoothing.theta_plus, smoothing.theta_minus)
-            )
-            norm = "binary"
-        certs = base_certs.variance_constrained(
-            prediction, mu_lower, zeta_upper, flat_group, weights, norm=norm
-        )
-        if gaussian:
-            radius = _l2_radius(certs)
-        else:
-            binary_radius = _linear_binary_radius(certs)
-        method = f"{smoothing.kind}:variance+dkw+bonferroni(level=alpha/{num_tested})"
-
-    if certs is not None:
-        abstain = certs.abstain
-    clock["bound_s"] = time.perf_counter() - bound_start
+    # 1) selection: majority vote on n0 samples per group
+    votes = stage.run(select, key_select, n0, "select")
+    prediction = np.argmax(votes.reshape(noise.num_outputs, num_classes), axis=1).astype(np.int64)
+    # 2) estimation on n fresh samples, 3) bounds on the host, 4) the noise's certificate
+    accumulated = stage.run(estimator, key_estimate, n, "estimate", target=prediction)
+    start = time.perf_counter()
+    estimate = estimator.bound(estimator.config, accumulated, prediction, n, alpha, tested)
+    cert = certify_outputs(noise, prediction, estimate, tested, max_flips=max_flips)
+    stage.clock["bound_s"] = time.perf_counter() - start
     if timings is not None:
-        timings.update(clock)
+        timings.update(stage.clock)
+    nan = np.full(noise.num_outputs, np.nan)
+    p_lower = getattr(estimate, "p_lower", None)
+    mu_lower = getattr(estimate, "mu_lower", None)
+    zeta_upper = getattr(estimate, "zeta_upper", None)
     return Certificate(
         prediction=prediction,
-        abstain=np.asarray(abstain | ~tested),
+        abstain=np.asarray(cert.abstain | ~tested),
         tested=tested,
-        p_lower=p_out,
-        mu_lower=mu_out,
-        zeta_upper=zeta_out,
-        radius=radius,
-        binary_radius=binary_radius,
-        counts=counts,
-        histogram=hist,
-        select_votes=select_votes,
-        base_certs=certs,
-        sparse_grid=grid,
-        output_shape=output_shape,
-        method=method,
+        p_lower=None if p_lower is None else np.where(tested, p_lower, nan),
+        mu_lower=None if mu_lower is None else np.where(tested, mu_lower, nan),
+        zeta_upper=None if zeta_upper is None else np.where(tested, zeta_upper, nan),
+        radius=cert.radius,
+        binary_radius=cert.binary_radius,
+        counts=getattr(estimate, "counts", None),
+        histogram=getattr(estimate, "histogram", None),
+        select_votes=np.asarray(votes, np.int64).reshape(noise.num_outputs, num_classes),
+        base_certs=cert.base_certs,
+        sparse_grid=cert.sparse_grid,
+        output_shape=noise.output_shape,
+        method=f"{cert.method}:{estimate.method}",
         alpha=alpha,
         num_samples=(n0, n),
     )
 
 
-# ----------------------------------------------------------------------------------------------
-# helpers (host side)
-# ----------------------------------------------------------------------------------------------
+def _plan(noise: Noise, certificate, correction, tau, num_bins, max_flips):
+    """The estimator and the noise's certificate function for the options (checked before any
+    sampling, including the certificate's own conditions)."""
+    if certificate is None:
+        kind = noise.default_estimate
+    else:
+        _checks.one_of("certificate", certificate, CERTIFICATES)
+        kind = _ESTIMATES[certificate]
+    _checks.one_of("correction", correction, CORRECTIONS)
+    if kind == "moments":
+        if correction != "bonferroni":
+            _checks.fail(
+                "correction",
+                correction,
+                "must be 'bonferroni' for the variance certificate (DKW at alpha / N_tested)",
+                "Drop `correction`.",
+            )
+        if tau is not None:
+            _checks.fail("tau", tau, "is only used with correction='holm'", "Drop `tau`.")
+        estimator = estimators.dkw_moments(num_bins)
+    else:
+        estimator = estimators.clopper_pearson(correction, tau)
+        estimators.check_num_bins(num_bins)
+    if kind not in noise.certificates:
+        _checks.fail(
+            "certificate",
+            certificate,
+            f"is not available for {noise.kind} noise (it certifies from "
+            f"{sorted(noise.certificates)} estimates)",
+            "Use certificate=None for the noise's default.",
+        )
+    certify_outputs = noise.certificates[kind]
+    check = getattr(certify_outputs, "check", None)
+    if check is not None:
+        check(noise, max_flips=max_flips)
+    return estimator, certify_outputs
+
+
+class _Stage(NamedTuple):
+    """Runs the sampling stages of one `certify` call (shared settings and clock)."""
+
+    apply_fn: Callable
+    noise: Noise
+    prepared: object
+    params: object
+    active: np.ndarray
+    batch_size: int
+    num_classes: int
+    devices: object
+    per_example: bool
+    progress: bool
+    clock: dict
+
+    def run(self, estimator, key, num_samples: int, name: str, target=None) -> np.ndarray:
+        """`num_samples` per active group into `estimator`'s accumulator (host int64 array).
+
+        With a progress bar, the batches are counted in consecutive ranges (the first range small,
+        so that compilation shows apart from sampling) whose counts are added on the device: the
+        result is identical to one call. Compile time goes to `clock["compile_s"]`, the rest of
+        the stage to `clock[name + "_s"]`. Raises on overflow and on non-finite logits.
+        """
+        run = _kernels.kernel(
+            self.apply_fn, self.noise, self.prepared, estimator, batch_size=self.batch_size,
+            num_classes=self.num_classes, devices=self.devices, per_example=self.per_example,
+        )  # fmt: skip
+        if target is not None:
+            target = target.reshape(self.noise.output_shape)
+        num_batches = -(-num_samples // self.batch_size)
+        num_active = int(np.count_nonzero(self.active))
+        samples = num_samples * num_active
+        bar = _progress.bar(
+            samples, desc=f"certify: {name}", unit="samples", enabled=self.progress, leave=False
+        )
+        ranges = [(0, num_batches)]
+        if not bar.disable:
+            devices = len(run.static.devices)
+            first = min(devices, num_batches)
+            step = max(devices, -(-(num_batches - first) // 20))
+            ranges = [(0, first)] + [
+                (lo, min(lo + step, num_batches)) for lo in range(first, num_batches, step)
+            ]
+        start = time.perf_counter()
+        total = None
+        with bar, _kernels.compile_clock() as compile_time:
+            for lo, hi in ranges:
+                part = run.count(
+                    key, self.params, num_samples, target=target, active=self.active,
+                    batches=(lo, hi),
+                )  # fmt: skip
+                total = part if total is None else _kernels.add_counts(total, part)
+                if not bar.disable:
+                    total.overflow.block_until_ready()
+                    done = min(hi * self.batch_size, num_samples) * num_active
+                    if lo == 0:
+                        _progress.compiled(bar, done)
+                    else:
+                        bar.update(done - bar.n)
+            jax.block_until_ready(total)
+        self.clock["compile_s"] += compile_time.seconds
+        self.clock[f"{name}_s"] = max(time.perf_counter() - start - compile_time.seconds, 0.0)
+        self.clock["samples"] += samples
+        if bool(total.overflow):
+            raise RuntimeError(self.prepared.overflow_message or "A sample overflowed.")
+        _kernels.raise_on_nonfinite(total)
+        return np.asarray(total.counts, np.int64)
+
+
+def _check_certifiable(estimator, n: int, alpha: float, num_tested: int) -> None:
+    """Refuses (before sampling) settings under which no output can be certified at all.
+
+    Even if all `n` estimation samples of an output agree, its bound must beat 1/2: a
+    Clopper-Pearson lower bound at level `a` is then `a**(1 / n)`, so Bonferroni over `N` tested
+    outputs needs `(alpha / N)**(1 / n) > 1/2`, i.e. `n > log2(N / alpha)`. The DKW mean bound and
+    Holm's test have their own ceilings. The error names the smallest `n` that could certify.
+    """
+
+    def possible(m: int) -> bool:
+        return estimator.certifiable(estimator.config, m, alpha, num_tested)
+
+    if possible(n):
+        return
+    high = max(2 * n, 2)
+    while not possible(high):
+        high *= 2
+    low = n  # impossible at low, possible at high
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (low, mid) if possible(mid) else (mid, high)
+    _checks.fail(
+        "n",
+        n,
+        f"is too small to certify anything with alpha={alpha} over {num_tested} tested outputs: "
+        f"even if all {n} samples agreed, the bound of {estimator.name} could not exceed 1/2, so "
+        "every output would abstain",
+        f"Pass n >= {high} (or a larger alpha, or fewer tested outputs via `outputs`).",
+    )
 
 
 def _tested_mask(outputs, output_shape) -> np.ndarray:
@@ -433,194 +418,3 @@ def _tested_mask(outputs, output_shape) -> np.ndarray:
     mask = np.zeros(num, bool)
     mask[idx] = True
     return mask
-
-
-def _check_input(x, smoothing: Smoothing, num_features):
-    """Validates `x` (`_kernels.check_input`); returns (device input, sampler, num_cols)."""
-    region_shape = tuple(smoothing.region.shape)
-    if smoothing.kind == "gaussian":
-        image = _kernels.check_input(x, "gaussian", region_shape, 0)
-        low, high = float(image.min()), float(image.max())
-        if low < 0.0 or high > 1.0:
-            warnings.warn(
-                f"`x` has values in [{low:g}, {high:g}], but the noise levels of the smoothing "
-                "(and hence the certified radii) are in [0, 1] pixel units. Scale the image to "
-                "[0, 1] before certifying (e.g. x / 255 for uint8 images) and apply any "
-                "normalization inside apply_fn.",
-                UserWarning,
-                stacklevel=3,
-            )
-        return image, "gaussian", 0
-    num_rows = region_shape[0]
-    if isinstance(x, SparseBinary):
-        if num_features is None:
-            _checks.fail(
-                "num_features",
-                None,
-                "is required for a SparseBinary input",
-                "Pass F = x's columns.",
-            )
-        num_cols = _checks.positive_int("num_features", num_features)
-        if num_rows * num_cols >= np.iinfo(np.int32).max:
-            _checks.fail("num_features", num_cols, "makes N * F too large for int32 indices", "")
-        return (
-            _kernels.check_input(x, "sparse_bernoulli", region_shape, num_cols),
-            "sparse_bernoulli",
-            num_cols,
-        )
-    num_cols = int(_checks.as_float_array("x", x, ndim=2).shape[1])
-    if num_features is not None and num_features != num_cols:
-        _checks.fail("num_features", num_features, f"must equal x.shape[1] = {num_cols}", "")
-    return (
-        _kernels.check_input(x, "dense_bernoulli", region_shape, num_cols),
-        "dense_bernoulli",
-        num_cols,
-    )
-
-
-def _count_stage(
-    counter,
-    key,
-    num_samples: int,
-    *,
-    name: str,
-    params,
-    x,
-    active,
-    batch_size: int,
-    num_devices: int,
-    addition_capacity,
-    progress: bool,
-    clock: dict,
-    target=None,
-):
-    """Runs one sampling stage (`num_samples` per active group) and checks its counts.
-
-    With a progress bar, the batches are counted in consecutive ranges (the first range small, so
-    that compilation shows apart from sampling) whose counts are added on the device: the result
-    is identical to one call. Time spent compiling goes to `clock["compile_s"]`, the rest of the
-    stage to `clock[name + "_s"]`.
-    """
-    num_batches = -(-num_samples // batch_size)
-    num_active = int(np.count_nonzero(active))
-    samples = num_samples * num_active
-    bar = _progress.bar(
-        samples, desc=f"certify: {name}", unit="samples", enabled=progress, leave=False
-    )
-    if bar.disable:
-        ranges = [(0, num_batches)]
-    else:
-        first = min(num_devices, num_batches)
-        step = max(num_devices, -(-(num_batches - first) // 20))
-        ranges = [(0, first)] + [
-            (lo, min(lo + step, num_batches)) for lo in range(first, num_batches, step)
-        ]
-    start = time.perf_counter()
-    total = None
-    with bar, _kernels.compile_clock() as compile_time:
-        for lo, hi in ranges:
-            part = counter(
-                key, params, x, num_samples, target=target, active=active, batches=(lo, hi)
-            )
-            total = part if total is None else _kernels.add_counts(total, part)
-            if not bar.disable:
-                total.overflow.block_until_ready()
-                done = min(hi * batch_size, num_samples) * num_active
-                if lo == 0:
-                    _progress.compiled(bar, done)
-                else:
-                    bar.update(done - bar.n)
-        jax.block_until_ready(total)
-    clock["compile_s"] += compile_time.seconds
-    clock[f"{name}_s"] = max(time.perf_counter() - start - compile_time.seconds, 0.0)
-    clock["samples"] += samples
-    _raise_on_overflow(total, addition_capacity)
-    _kernels.raise_on_nonfinite(total)
-    return total
-
-
-def _check_certifiable(n, alpha, num_tested, certificate, correction, tau, num_bins) -> None:
-    """Refuses (before sampling) settings under which no output can be certified at all.
-
-    Even if all `n` estimation samples of an output agree, its bound must beat 1/2: a
-    Clopper-Pearson lower bound at level `a` is then `a**(1 / n)`, so Bonferroni over `N` tested
-    outputs needs `(alpha / N)**(1 / n) > 1/2`, i.e. `n > log2(N / alpha)`. The DKW mean bound and
-    Holm's test have their own ceilings. The error names the smallest `n` that could certify.
-    """
-
-    def possible(m: int) -> bool:
-        if certificate == "variance":
-            hist = np.zeros((1, num_bins), np.int64)
-            hist[0, -1] = m
-            edges = np.linspace(0.0, 1.0, num_bins + 1)
-            mu_lower, _ = stats.mean_bounds_from_histogram(hist, edges, alpha / num_tested)
-            return float(mu_lower[0]) > 0.5
-        if correction == "holm":
-            return bool(stats.holm_threshold_test(np.array([m]), m, tau, alpha / num_tested)[0])
-        # rank_levels may give a single output the level alpha; Bonferroni gives alpha / N
-        level = alpha if correction == "rank_levels" else alpha / num_tested
-        return float(stats.clopper_pearson_lower(m, m, level)) > 0.5
-
-    if possible(n):
-        return
-    high = max(2 * n, 2)
-    while not possible(high):
-        high *= 2
-    low = n  # impossible at low, possible at high
-    while high - low > 1:
-        mid = (low + high) // 2
-        low, high = (low, mid) if possible(mid) else (mid, high)
-    what = {"variance": "the DKW mean bound", "holm": "Holm's test"}.get(
-        certificate if certificate == "variance" else correction,
-        "the Clopper-Pearson bound",
-    )
-    _checks.fail(
-        "n",
-        n,
-        f"is too small to certify anything with alpha={alpha} over {num_tested} tested outputs: "
-        f"even if all {n} samples agreed, {what} could not exceed 1/2, so every output would "
-        "abstain",
-        f"Pass n >= {high} (or a larger alpha, or fewer tested outputs via `outputs`).",
-    )
-
-
-def _raise_on_overflow(result, addition_capacity) -> None:
-    if bool(result.overflow):
-        raise RuntimeError(
-            f"A sparse Bernoulli sample needed more than its static capacity: more addition events "
-            f"than addition_capacity={addition_capacity} (or, with probability < 2e-12, a pool of "
-            f"refinement words ran dry). Its counts are invalid and were discarded; nothing was "
-            f"certified. Pass a larger `addition_capacity` to certify, e.g. "
-            f"{2 * int(addition_capacity)} (the default has overflow probability < 1e-12 per "
-            f"sample for the given flip probabilities)."
-        )
-
-
-def _inverse_variances(stds) -> np.ndarray:
-    stds = np.asarray(stds, np.float64)
-    return np.where(np.isinf(stds), 0.0, 1.0 / np.where(np.isinf(stds), 1.0, stds) ** 2)
-
-
-def _l2_radius(certs: BaseCertificates) -> np.ndarray:
-    """Naive l2 radius `sqrt(eta / max_j W[group, j])`; 0 where abstained."""
-    worst = certs.weights[0].max(axis=1)[certs.group]
-    safe = np.where(certs.abstain, 1.0, worst)
-    return np.where(certs.abstain, 0.0, np.sqrt(certs.eta / safe))
-
-
-def _linear_binary_radius(certs: BaseCertificates) -> np.ndarray:
-    """Largest r with `r * max_j W[t, group, j] < eta`, per budget type; 0 where abstained."""
-    worst = certs.weights.max(axis=2)[:, certs.group].T  # [D, 2]
-    eta = certs.eta[:, None]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r = np.ceil(eta / worst) - 1.0
-        r = np.where(r * worst >= eta, r - 1.0, r)  # strictness against rounding
-    r = np.where(worst > 0, np.maximum(r, 0.0), np.inf)
-    return np.where(certs.abstain[:, None], 0.0, r)
-
-
-def _grid_radius(grid: np.ndarray) -> np.ndarray:
-    """(additions alone, deletions alone) certified by a monotone sparse-smoothing grid."""
-    adds = np.maximum(grid[:, :, 0].sum(axis=1) - 1, 0)
-    dels = np.maximum(grid[:, 0, :].sum(axis=1) - 1, 0)
-    return np.stack([adds, dels], axis=1).astype(np.float64)

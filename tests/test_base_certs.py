@@ -24,6 +24,7 @@ def test_public_names_are_pinned():
         "bernoulli_costs",
         "budget_totals",
         "gaussian",
+        "inverse_scales",
         "isotropic_radius",
         "laplace_l1",
         "make_base_certificates",

@@ -10,7 +10,8 @@ import pytest
 from scipy import special
 
 import lrsjax
-from lrsjax import noise, sampling, stats
+from lrsjax import estimators, noise, sampling, stats
+from lrsjax.noise import _additive
 from lrsjax.sampling import _kernels
 
 C, H, W = 1, 4, 6
@@ -60,21 +61,17 @@ def test_nonfinite_counts_are_exact_and_sharded_like_one_device():
     )
     with pytest.raises(ValueError, match="NaN or infinite"):
         count(jax.random.key(1), None, image(), 30)
-    # The kernel's own tallies: one model call per (sample, active group); a call is broken when
-    # any of its outputs had a NaN, which we recompute on the host from the same noise.
-    static_counter = _kernels._make_counter(
-        nan_on_noisy_pixels, sm, mode="votes", batch_size=4, num_classes=2, num_bins=1024,
-        input_format="sparse", num_cols=None, addition_capacity=None, devices=None,
-        per_example=False, check_calls=False,
+    # The kernel's own tallies: one model call per (sample, active group) can be broken.
+    run = _kernels.kernel(
+        nan_on_noisy_pixels, sm, sm.prepare(sm, image()), estimators.majority_vote(),
+        batch_size=4, num_classes=2,
     )  # fmt: skip
-    out = static_counter(jax.random.key(1), None, image(), 30)
+    out = run.count(jax.random.key(1), None, 30)
     assert 0 < int(out.nonfinite_samples) <= 30 * sm.num_groups
     assert np.asarray(out.nonfinite_outputs).shape == (H, W)
     assert np.asarray(out.nonfinite_outputs).any()
     # counts over batch ranges add up to the counts of all batches
-    parts = [
-        static_counter(jax.random.key(1), None, image(), 30, batches=r) for r in ((0, 3), (3, 8))
-    ]
+    parts = [run.count(jax.random.key(1), None, 30, batches=r) for r in ((0, 3), (3, 8))]
     summed = _kernels.add_counts(*parts)
     for a, b in zip(jax.tree.leaves(summed), jax.tree.leaves(out)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
@@ -159,7 +156,7 @@ def test_certificate_uses_the_float32_stds_the_kernel_samples_with():
     np.testing.assert_array_equal(cert.base_certs.weights, np.full((1, 1, 1), 1.0 / sampled**2))
     np.testing.assert_allclose(cert.radius, sampled * special.ndtri(cert.p_lower), rtol=1e-14)
     assert np.all(cert.radius < sigma * special.ndtri(cert.p_lower))
-    np.testing.assert_array_equal(_kernels.sampled_stds(np.array([[np.inf]])), [[np.inf]])
+    np.testing.assert_array_equal(_additive.sampled_scales(np.array([[np.inf]])), [[np.inf]])
 
 
 @pytest.mark.parametrize("certificate", ["neyman_pearson", "variance"])

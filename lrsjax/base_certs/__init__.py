@@ -1,6 +1,12 @@
 """Base certificates: per-output certificates in the linear form of SPEC 5."""
 
-from lrsjax.base_certs._continuous import gaussian, isotropic_radius, laplace_l1, uniform_l1
+from lrsjax.base_certs._continuous import (
+    gaussian,
+    inverse_scales,
+    isotropic_radius,
+    laplace_l1,
+    uniform_l1,
+)
 from lrsjax.base_certs._naive import naive_certified
 from lrsjax.base_certs._sparse_smoothing import sparse_smoothing_grid, sparse_smoothing_worst_mass
 from lrsjax.base_certs._types import (
@@ -19,6 +25,7 @@ __all__ = [
     "bernoulli_costs",
     "budget_totals",
     "gaussian",
+    "inverse_scales",
     "isotropic_radius",
     "laplace_l1",
     "make_base_certificates",

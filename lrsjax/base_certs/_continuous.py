@@ -36,7 +36,7 @@ def gaussian(prediction, p_lower, group, stds) -> BaseCertificates:
       BaseCertificates with norm "l2", weights [1, K, M] = 1 / stds^2, abstain where p_lower <= 1/2.
     """
     p_lower = _p_lower(p_lower)
-    weights = _inverse_scales("stds", stds, power=2)
+    weights = inverse_scales("stds", stds, power=2)
     abstain = p_lower <= 0.5
     eta = np.where(abstain, 0.0, special.ndtri(np.where(abstain, 0.75, p_lower)) ** 2)
     abstain |= eta <= 0  # p_lower a hair above 1/2: eta underflows, nothing to certify
@@ -88,7 +88,7 @@ def uniform_l1(prediction, p_lower, group, half_widths) -> BaseCertificates:
       BaseCertificates with norm "l1", weights [1, K, M] = 1 / half_widths, eta = 2 p_lower - 1.
     """
     p_lower = _p_lower(p_lower)
-    weights = _inverse_scales("half_widths", half_widths, power=1)
+    weights = inverse_scales("half_widths", half_widths, power=1)
     abstain = p_lower <= 0.5
     eta = np.where(abstain, 0.0, 2.0 * p_lower - 1.0)
     abstain |= eta <= 0  # p_lower a hair above 1/2: eta underflows, nothing to certify
@@ -108,7 +108,7 @@ def laplace_l1(prediction, p_lower, group, scales) -> BaseCertificates:
       BaseCertificates with norm "l1", weights [1, K, M] = 1 / scales.
     """
     p_lower = _p_lower(p_lower)
-    weights = _inverse_scales("scales", scales, power=1)
+    weights = inverse_scales("scales", scales, power=1)
     abstain = p_lower <= 0.5
     eta = np.where(abstain, 0.0, -np.log(2.0 * (1.0 - np.where(abstain, 0.75, p_lower))))
     abstain |= eta <= 0  # p_lower a hair above 1/2: eta underflows, nothing to certify
@@ -127,8 +127,11 @@ def _p_lower(p_lower, ndim: int | None = 1) -> np.ndarray:
     return arr
 
 
-def _inverse_scales(name: str, scales, power: int) -> np.ndarray:
-    """1 / scales**power for scales [K, M] > 0, with np.inf (masked) mapped to weight 0."""
+def inverse_scales(name: str, scales, power: int) -> np.ndarray:
+    """Weights `1 / scales**power` for noise scales `[K, M]` > 0; `np.inf` (masked) -> weight 0.
+
+    Raises a ValueError naming `name` for NaN or non-positive scales.
+    """
     arr = _checks.as_float_array(name, scales, ndim=2, finite=False)
     if np.any(np.isnan(arr)) or np.any(arr <= 0):
         _checks.fail(

@@ -1,5 +1,13 @@
-"""Smoothing distributions: localized Gaussian grids for images, clustered Bernoulli for graphs."""
+"""Smoothing distributions (noise plug-ins) and their samplers.
 
+Every factory returns a `Noise` (see its docstring and `docs/design.md`, "Add a noise"):
+  images, l2:  localized_gaussian, isotropic_gaussian
+  images, l1:  localized_laplace, isotropic_laplace, localized_uniform, isotropic_uniform
+  graphs (binary attributes, additions / deletions): clustered_bernoulli, isotropic_bernoulli
+`Smoothing` is another name of `Noise`, and `check_smoothing` of `check_noise`.
+"""
+
+from lrsjax.noise._bernoulli import clustered_bernoulli, isotropic_bernoulli
 from lrsjax.noise._clusters import (
     affinity_ranks,
     check_ranks,
@@ -7,7 +15,10 @@ from lrsjax.noise._clusters import (
     flip_matrices,
     rank_flip_probabilities,
 )
+from lrsjax.noise._gaussian import isotropic_gaussian, localized_gaussian
 from lrsjax.noise._grid import GridCells, cell_distances, grid_cells, localized_stds
+from lrsjax.noise._laplace import isotropic_laplace, localized_laplace
+from lrsjax.noise._plugin import Noise, NoiseCertificate, Prepared, check_noise
 from lrsjax.noise._samplers import (
     OVERFLOW_PROBABILITY,
     BernoulliParameters,
@@ -23,24 +34,24 @@ from lrsjax.noise._samplers import (
     sparse_addition_capacity,
     standard_normal,
 )
-from lrsjax.noise._smoothing import (
-    Smoothing,
-    check_smoothing,
-    clustered_bernoulli,
-    isotropic_bernoulli,
-    isotropic_gaussian,
-    localized_gaussian,
-)
+from lrsjax.noise._uniform import isotropic_uniform, localized_uniform
+
+Smoothing = Noise
+check_smoothing = check_noise
 
 __all__ = [
     "OVERFLOW_PROBABILITY",
     "BernoulliParameters",
     "GridCells",
+    "Noise",
+    "NoiseCertificate",
+    "Prepared",
     "RegionLayout",
     "Smoothing",
     "affinity_ranks",
     "bernoulli_parameters",
     "cell_distances",
+    "check_noise",
     "check_ranks",
     "check_smoothing",
     "cluster_edge_counts",
@@ -50,8 +61,12 @@ __all__ = [
     "grid_cells",
     "isotropic_bernoulli",
     "isotropic_gaussian",
+    "isotropic_laplace",
+    "isotropic_uniform",
     "localized_gaussian",
+    "localized_laplace",
     "localized_stds",
+    "localized_uniform",
     "make_sparse_bernoulli_sampler",
     "ones_bitmap",
     "perturb_gaussian",
