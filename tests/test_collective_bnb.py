@@ -1,10 +1,11 @@
-"""The exact branch and bound (lrsjax.collective._bnb): warm node LPs, top rows, lying LPs."""
+"""The exact branch and bound (lrsjax.collective.milp._bnb): warm node LPs, top rows, lying LPs."""
 
 import numpy as np
 import pytest
 from test_collective_clique import _brute_force_attack, _ceiling_certs
 
-from lrsjax.collective import _bnb, _clique, _levels
+from lrsjax.collective import _clique, _levels
+from lrsjax.collective.milp import MilpOptions, _bnb, _kappa
 
 
 def _scaled_problem(certs, weights, eps):
@@ -21,12 +22,12 @@ def _wrows(levels, w):
     return np.stack([w[0, lv.group, :] for lv in levels])
 
 
-@pytest.mark.parametrize("cold_nodes", [0, 10**9, _bnb.COLD_NODES])
-def test_branch_and_bound_with_top_rows_equals_brute_force(monkeypatch, cold_nodes):
+@pytest.mark.parametrize("cold_nodes", [0, 10**9, MilpOptions().cold_nodes])
+def test_branch_and_bound_with_top_rows_equals_brute_force(cold_nodes):
     """The node LPs carry the clique and kappa rows of `_clique`; the search stays exact, and
     the rows lower the root bound on most instances (they are really in the node LPs). Exact
     too when every node is solved from scratch (cold), and with the default switch-over."""
-    monkeypatch.setattr(_bnb, "COLD_NODES", cold_nodes)
+    options = MilpOptions(cold_nodes=cold_nodes)
     rng = np.random.default_rng(11)
     tighter = cases = 0
     for _ in range(10):
@@ -35,17 +36,17 @@ def test_branch_and_bound_with_top_rows_equals_brute_force(monkeypatch, cold_nod
             levels, w, ones = _scaled_problem(certs, weights, eps)
             if len(levels) < 2:
                 continue
-            rows = _clique.top_rows(levels, _wrows(levels, w), kappa_time_s=5.0)
+            rows = _kappa.top_rows(levels, _wrows(levels, w), kappa_time_s=5.0)
             exact = _brute_force_attack(weights, eta, group, eps**2)
-            res = _bnb.branch_and_bound(levels, w, ones, tol=1e-6, top_rows=rows)
+            res = _bnb.branch_and_bound(levels, w, ones, tol=1e-6, top_rows=rows, options=options)
             assert res.optimal and not res.failed
             assert res.attack == exact, (eps, rows)
-            plain = _bnb.branch_and_bound(levels, w, ones, tol=1e-6)
+            plain = _bnb.branch_and_bound(levels, w, ones, tol=1e-6, options=options)
             assert plain.attack == exact
             if rows and cold_nodes == 0:
                 cases += 1
-                search = _bnb._Search(levels, w, ones, 1e-6, rows)
-                bare = _bnb._Search(levels, w, ones, 1e-6)
+                search = _bnb._Search(levels, w, ones, 1e-6, rows, options=options)
+                bare = _bnb._Search(levels, w, ones, 1e-6, options=options)
                 top = [lv.eta.size for lv in levels]
                 zero = [0] * len(levels)
                 with_rows = search.process(zero, top, np.inf)
@@ -87,7 +88,7 @@ def test_lying_node_lps_never_break_exactness(monkeypatch, mode):
     do not verify are solved again from scratch, claimed infeasibility is proven or ignored,
     loose multipliers only give looser (valid) bounds, spends are clipped before counting."""
     monkeypatch.setattr(_bnb._NodeModel, "solve", _lying(mode))
-    monkeypatch.setattr(_bnb, "COLD_NODES", 0)  # every node through the (lying) warm model
+    warm_only = MilpOptions(cold_nodes=0)  # every node through the (lying) warm model
     rng = np.random.default_rng(5)
     for _ in range(4):
         certs, weights, eta, group = _ceiling_certs(rng, groups=3)
@@ -96,7 +97,7 @@ def test_lying_node_lps_never_break_exactness(monkeypatch, mode):
             if not levels:
                 continue
             exact = _brute_force_attack(weights, eta, group, eps**2)
-            res = _bnb.branch_and_bound(levels, w, ones, tol=1e-6)
+            res = _bnb.branch_and_bound(levels, w, ones, tol=1e-6, options=warm_only)
             assert res.optimal and not res.failed, mode
             assert res.attack == exact and res.bound >= exact - 1e-6, (mode, res, exact)
             if res.b is not None:
@@ -165,8 +166,8 @@ def test_failing_cold_solves_fall_back_to_the_warm_model(monkeypatch):
             exact = _brute_force_attack(weights, eta, group, eps**2)
             with monkeypatch.context() as patch:
                 patch.setattr(_bnb._Search, "_cold", failing)
-                patch.setattr(_bnb, "COLD_NODES", 10**9)
-                res = _bnb.branch_and_bound(levels, w, ones, tol=1e-6)
+                cold = MilpOptions(cold_nodes=10**9)
+                res = _bnb.branch_and_bound(levels, w, ones, tol=1e-6, options=cold)
             assert res.optimal and not res.failed and res.attack == exact
             solved += 1
     assert solved >= 4

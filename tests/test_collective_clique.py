@@ -151,6 +151,7 @@ def test_hull_with_cliques_is_sound_and_tighter():
 
 def test_max_tops_bounds_the_jointly_reachable_top_levels():
     from lrsjax.collective import _levels
+    from lrsjax.collective.milp import _kappa
 
     rng = np.random.default_rng(3)
     tight = 0
@@ -160,7 +161,7 @@ def test_max_tops_bounds_the_jointly_reachable_top_levels():
         tops = rng.uniform(0.3, 0.9, g) * w.max(axis=1)
         one = np.ones(1, np.int64)
         levels = [_levels.Level(k, np.array([tops[k]]), one, one) for k in range(g)]
-        kappa = _clique.max_tops(levels, w, time_limit_s=20.0)
+        kappa = _kappa.max_tops(levels, w, time_limit_s=20.0)
         exact = 0
         for size in range(1, g + 1):
             for subset in itertools.combinations(range(g), size):
@@ -175,7 +176,7 @@ def test_max_tops_bounds_the_jointly_reachable_top_levels():
 
 
 def test_exact_milp_with_top_rows_equals_brute_force(monkeypatch):
-    from lrsjax.collective import _scip
+    from lrsjax.collective.milp import _scip
 
     seen = []
     real = _scip.ScipRun.__init__

@@ -202,10 +202,10 @@ def test_zero_budget_needs_no_solve_and_bad_inputs_raise():
 @pytest.mark.parametrize("seed", [0, pytest.param(1, marks=pytest.mark.slow)])
 @pytest.mark.parametrize("top_rows", [False, True])
 def test_auto_portfolio_on_many_groups_equals_brute_force(seed, top_rows, monkeypatch):
-    # More than AUTO_BNB_MAX_GROUPS groups: "auto" runs the branch and bound and SCIP side by
-    # side. Every group holds one or two rows so that brute force stays cheap. Without the
-    # top-level rows (`_clique`) the hull bound leaves the portfolio work to do; with them the
-    # counts must be the same.
+    # More than MilpOptions.auto_bnb_max_groups groups: "auto" runs the branch and bound and
+    # SCIP side by side. Every group holds one or two rows so that brute force stays cheap.
+    # Without the top-level rows (`_clique`) the hull bound leaves the portfolio work to do; with
+    # them the counts must be the same.
     from lrsjax.collective import _clique
 
     if not top_rows:

@@ -1,5 +1,5 @@
-"""kappa by branch and bound on the extended LP (lrsjax.collective._kappa), and column generation
-in the warm node model of the exact branch and bound (lrsjax.collective._bnb)."""
+"""kappa by branch and bound on the extended LP (lrsjax.collective.milp._kappa), and column
+generation in the warm node model of the exact branch and bound (lrsjax.collective.milp._bnb)."""
 
 import itertools
 import time
@@ -11,7 +11,8 @@ from test_collective_bnb import _scaled_problem, _wrows
 from test_collective_clique import _brute_force_attack
 
 from lrsjax.base_certs import make_base_certificates
-from lrsjax.collective import _bnb, _clique, _kappa, _levels
+from lrsjax.collective import _levels
+from lrsjax.collective.milp import MilpOptions, _bnb, _kappa
 
 
 def _instance(rng, groups=None, regions=None):
@@ -233,13 +234,13 @@ def _many_level_certs(rng, groups=3, per_group=6):
     return certs, weights, eta, group
 
 
-@pytest.mark.parametrize("pool_rounds", [1, _bnb.POOL_ROUNDS])
+@pytest.mark.parametrize("pool_rounds", [1, MilpOptions().pool_rounds])
 def test_branch_and_bound_grows_an_empty_column_pool_and_stays_exact(monkeypatch, pool_rounds):
-    """Every node on the warm model (COLD_NODES 0), whose pool starts EMPTY: column generation
+    """Every node on the warm model (cold_nodes 0), whose pool starts EMPTY: column generation
     must add the levels the node LPs need (the pool grows, nodes verify on the warm model, and
     some searches end with only part of the levels pooled), and the search ends with the exact
     attack (brute force), with and without the top rows; also when a node gets a single LP
-    solve (POOL_ROUNDS 1: unverified nodes are solved from scratch)."""
+    solve (pool_rounds 1: unverified nodes are solved from scratch)."""
     models, verified = [], []
     real_init, real_warm = _bnb._NodeModel.__init__, _bnb._Search._warm
 
@@ -255,8 +256,7 @@ def test_branch_and_bound_grows_an_empty_column_pool_and_stays_exact(monkeypatch
 
     monkeypatch.setattr(_bnb._NodeModel, "__init__", empty_pool)
     monkeypatch.setattr(_bnb._Search, "_warm", spy)
-    monkeypatch.setattr(_bnb, "COLD_NODES", 0)
-    monkeypatch.setattr(_bnb, "POOL_ROUNDS", pool_rounds)
+    options = MilpOptions(cold_nodes=0, pool_rounds=pool_rounds)
     rng = np.random.default_rng(3)
     solved = partial = 0
     for case in range(10):
@@ -266,9 +266,9 @@ def test_branch_and_bound_grows_an_empty_column_pool_and_stays_exact(monkeypatch
         if len(levels) < 2:
             continue
         exact = _brute_force_attack(weights, eta, group, eps**2)
-        rows = _clique.top_rows(levels, _wrows(levels, w), kappa_time_s=5.0) if case % 2 else ()
+        rows = _kappa.top_rows(levels, _wrows(levels, w), kappa_time_s=5.0) if case % 2 else ()
         models.clear()
-        res = _bnb.branch_and_bound(levels, w, ones, tol=1e-6, top_rows=rows)
+        res = _bnb.branch_and_bound(levels, w, ones, tol=1e-6, top_rows=rows, options=options)
         assert res.optimal and not res.failed, (case, res)
         assert res.attack == exact, (case, res, exact)
         assert len(models) == 1 and len(models[0].columns) > 0

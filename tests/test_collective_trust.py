@@ -176,7 +176,7 @@ def _one_big_group():
 
 
 def test_scip_bound_understated_within_its_tolerance_never_over_claims(monkeypatch):
-    from lrsjax.collective import _scip
+    from lrsjax.collective.milp import _scip
 
     real = _scip.ScipSolver
 
@@ -199,11 +199,13 @@ def test_scip_bound_understated_within_its_tolerance_never_over_claims(monkeypat
 
 
 def test_scip_outcome_reports_the_margin():
-    from lrsjax.collective import _levels, _scip
+    from lrsjax.collective import _levels
+    from lrsjax.collective.milp import _scip
 
     eta, group = np.array([1.0, 2.0, 3.0, 1.5, 2.5]), np.array([0, 0, 0, 1, 1])
     levels = _levels.levels_of(eta, np.array([5, 7, 100, 3, 9]), group)
-    out = _scip.ScipRun(levels, np.array([[[1.0, 0.2], [0.3, 1.0]]]), np.full(1, 2.0)).start().result()
+    weights = np.array([[[1.0, 0.2], [0.3, 1.0]]])
+    out = _scip.ScipRun(levels, weights, np.full(1, 2.0)).start().result()
     assert out.status == "OPTIMAL" and out.objective == 12.0
     # 2 spends in [0, 2] and 5 level variables in [0, 1], largest objective coefficient 100.
     assert out.margin == pytest.approx(_scip.SCIP_DUALFEASTOL * 9 * 100)

@@ -8,28 +8,29 @@ from test_collective_bnb import _scaled_problem, _wrows
 from test_collective_clique import _brute_force_attack
 from test_collective_kappa import _many_level_certs
 
-from lrsjax.collective import _bnb, _clique, _kappa, _scip
+from lrsjax.collective.milp import MilpOptions, _bnb, _kappa, _scip
 
 
 def _medium(rng, groups, per_group, eps):
     certs, weights, eta, group = _many_level_certs(rng, groups=groups, per_group=per_group)
     levels, w, ones = _scaled_problem(certs, weights, eps)
-    rows = _clique.top_rows(levels, _wrows(levels, w), kappa_time_s=5.0)
+    rows = _kappa.top_rows(levels, _wrows(levels, w), kappa_time_s=5.0)
     return levels, w, ones, rows, (weights, eta, group)
 
 
-def test_two_workers_equal_brute_force_on_small_problems(monkeypatch):
+def test_two_workers_equal_brute_force_on_small_problems():
     """Two threads on one tree end with the exact attack (brute force), with every node on the
     warm models (each thread has its own) and with the default switch-over."""
     rng = np.random.default_rng(21)
     solved = 0
     for case in range(8):
-        monkeypatch.setattr(_bnb, "COLD_NODES", 0 if case % 2 else _bnb.COLD_NODES)
+        options = MilpOptions(cold_nodes=0) if case % 2 else MilpOptions()
         levels, w, ones, rows, brute = _medium(rng, 3, 6, (0.9, 1.2, 1.5)[case % 3])
         if len(levels) < 2:
             continue
         exact = _brute_force_attack(*brute, (0.9, 1.2, 1.5)[case % 3] ** 2)
-        res = _bnb.branch_and_bound(levels, w, ones, tol=1e-6, top_rows=rows, workers=2)
+        res = _bnb.branch_and_bound(levels, w, ones, tol=1e-6, top_rows=rows, workers=2,
+                                    options=options)  # fmt: skip
         assert res.optimal and not res.failed and res.attack == exact, (case, res, exact)
         solved += 1
     assert solved >= 6

@@ -1,9 +1,12 @@
-"""Collective robustness certificates on OR-Tools (SPEC 6): problems, transforms, solvers.
+"""Collective robustness certificates on OR-Tools (docs/math.md): problems, transforms, solvers.
 
     problem = from_base_certs(base_certs, targets)          # rows: targeted, not abstained
     problem = chain(share()).apply(problem)                  # or binning(n); naive_filter()
     result = solve(problem, budgets, mode="lp" | "hull" | "milp")
     result = certify_collective(base_certs, budgets, targets=..., num_bins=..., mode=...)
+
+The relaxations ("lp", "hull") live here; the exact MILP ("milp") in `lrsjax.collective.milp`,
+behind one solver protocol (`milp.SOLVERS`, tuned by `milp.MilpOptions`).
 
 `result.certified` is a sound lower bound on the targeted outputs no perturbation within the
 budget changes together; `status`, `mode_used` and `solver` say what produced each number.
@@ -13,7 +16,7 @@ Soundness policies (every tolerance points toward fewer certified outputs):
 * Bounds: relaxation and branch-and-bound bounds are Lagrangian bounds recomputed in float64 from
   the LP's multipliers, valid whatever GLOP's tolerances. SCIP's dual bound cannot be recomputed
   so; it counts only plus a margin covering its dual feasibility tolerance,
-  `1e-7 * sum of the variables' ranges * max(1, largest objective coefficient)` (`_scip`): the
+  `1e-7 * sum of the variables' ranges * max(1, largest objective coefficient)` (`milp._scip`): the
   most an LP bound with reduced costs that far from feasible can understate the optimum. The
   count is an integer, so an integral (proven) bound loses nothing while the margin is below 1.
 * Naive filter: rows dropped at some totals are certified only up to them; the problem records
@@ -41,3 +44,8 @@ from lrsjax.collective._solve import (
     certify_collective,
     solve,
 )
+from lrsjax.collective.milp import MilpOptions
+
+# `lrsjax.collective._scip` names the module now in `milp` (callers that patch its SCIP
+# solver patch the one the MILP uses).
+from lrsjax.collective.milp import _scip  # isort: skip

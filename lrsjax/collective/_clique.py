@@ -8,8 +8,8 @@ pairwise, every attack reaches at most one of them:
 
     sum_{g in S} [level_g = top_g] <= 1.
 
-More generally, if no attack reaches more than `kappa` of the top levels of S (`max_tops`: a
-proven bound on that small covering problem from `_kappa`, used by the exact MILP), then
+More generally, if no attack reaches more than `kappa` of the top levels of S (a proven bound
+on that small covering problem, `milp._kappa`, used by the exact MILP), then
 `sum_{g in S} [level_g = top_g] <= kappa`.
 
 Localized smoothing makes this common: many outputs of a cell share the largest radius (every
@@ -24,21 +24,21 @@ The bound is rigorous whatever the LP solver's accuracy: from multipliers `lam >
     U(lam, mu) = sum_g max_i (C_gi - lam_g E_gi - [i = top_g] sum_{S containing g} mu_S)
                  + max(0, max_j sum_g lam_g W[k_g, j]) + sum_S mu_S kappa_S
 
-bounds every integer attack (weak duality; `i` runs over level 0 (nothing) and every level).
+bounds every integer attack (weak duality; `i` runs over level 0 (nothing) and every level):
+`_relax.lagrangian` with the top-row penalties.
 Conflicts are decided with a relative margin larger than `_levels.TIE_RTOL`, so a pair is never
 declared conflicting when a spend reaches both levels up to the tie tolerance of attack counting.
 """
 
 from __future__ import annotations
 
-import time
 from typing import NamedTuple
 
 import numpy as np
 
-from lrsjax.collective import _kappa, _levels, _relax
+from lrsjax.collective import _levels, _relax
 
-_MARGIN = 1e-8  # relative; > _levels.TIE_RTOL
+MARGIN = 1e-8  # relative; > _levels.TIE_RTOL
 MAX_GROUPS = 200  # pairwise tests are O(G^2 M^2): above this many groups none are made
 
 
@@ -86,8 +86,8 @@ def top_conflicts(tops: np.ndarray, wrows: np.ndarray) -> np.ndarray:
     g_count = tops.size
     conflict = np.zeros((g_count, g_count), bool)
     for a in range(g_count):
-        reach = pair_reach(wrows[a], wrows, tops[a] * (1.0 - _MARGIN))
-        conflict[a] = reach * (1.0 + _MARGIN) < tops
+        reach = pair_reach(wrows[a], wrows, tops[a] * (1.0 - MARGIN))
+        conflict[a] = reach * (1.0 + MARGIN) < tops
     conflict &= conflict.T
     np.fill_diagonal(conflict, False)
     return conflict
@@ -113,8 +113,9 @@ def greedy_cliques(conflict: np.ndarray) -> tuple:
 
 
 def lagrangian(table, wrows, totals, lam, rows=(), mu=None, lo=None, hi=None):
-    """U(lam, mu) of the module docstring, vectorized over a `_levels.LevelTable`, for any
-    number of budget types and optionally with each group restricted to levels `lo..hi`.
+    """U(lam, mu) of the module docstring over a `_levels.LevelTable` (`_relax.lagrangian` on
+    its padded points), for any number of budget types and optionally with each group
+    restricted to levels `lo..hi`.
 
     Args:
       table: `_levels.LevelTable` of G groups. wrows: float64 [G, T, M], `W[t, k_g, j]`.
@@ -125,59 +126,28 @@ def lagrangian(table, wrows, totals, lam, rows=(), mu=None, lo=None, hi=None):
       (bound, terms float64 [G, L + 1] = C - lam E - [i = top] sum_{S containing g} mu_S
       (-inf outside the ranges), best_terms [G] their per-group maxima).
     """
-    lam = np.maximum(np.asarray(lam, np.float64), 0.0)
-    terms = table.C - lam[:, None] * table.E0
-    offset = 0.0
+    extra, offset = None, 0.0
     if rows:
-        penalty = np.zeros(lam.size)
+        penalty = np.zeros(table.n.size)
         mu = np.maximum(np.asarray(mu, np.float64), 0.0)
         for mu_s, (members, kappa) in zip(mu, rows):
             penalty[list(members)] += mu_s
             offset += float(mu_s) * float(kappa)
-        terms -= penalty[:, None] * table.top
-    if lo is not None:
-        terms[~table.in_range(lo, hi)] = -np.inf
-    else:
-        terms[~np.isfinite(table.E)] = -np.inf
-    best_terms = terms.max(axis=1)
-    g_count, t_count, m_count = wrows.shape
-    per_region = (lam @ wrows.reshape(g_count, t_count * m_count)).reshape(t_count, m_count)
-    spend = float(np.dot(np.asarray(totals, np.float64), np.maximum(0.0, per_region.max(axis=1))))
-    return float(best_terms.sum()) + spend + offset, terms, best_terms
+        extra = penalty[:, None] * table.top
+    inside = table.in_range(lo, hi) if lo is not None else np.isfinite(table.E)
+    return _relax.lagrangian(table.E0, table.C, inside, wrows, totals, lam, extra, offset)
 
 
-def dual_bound(levels, wrows: np.ndarray, lam: np.ndarray, rows, mu: np.ndarray) -> float:
-    """U(lam, mu) of the module docstring for rows `(S, kappa)` (valid for lam, mu >= 0), one
-    budget type with total 1: `lagrangian` over every level of `levels` (wrows [G, M])."""
-    table = _levels.LevelTable.of(levels)
-    return lagrangian(table, wrows[:, None, :], np.ones(1), lam, rows, mu)[0]
-
-
-def max_tops(levels, wrows: np.ndarray, time_limit_s: float) -> int | None:
-    """A proven upper bound on how many top levels one attack reaches together
-    (`_kappa.max_reachable` on the groups' top thresholds, lowered by the margin), exact
-    unless `time_limit_s` runs out first; None if its root LP fails. Each is a valid `kappa`
-    for the row over all groups."""
-    tau = np.array([lv.eta[-1] * (1.0 - _MARGIN) for lv in levels])
-    out = _kappa.max_reachable(wrows, tau, deadline=time.perf_counter() + float(time_limit_s))
-    return None if out is None else out.kappa
-
-
-def top_rows(levels, wrows: np.ndarray, kappa_time_s: float | None = None) -> tuple:
-    """Valid rows `(S, kappa)`: a pairwise-conflict clique of top levels with kappa 1 each, and,
-    with `kappa_time_s`, all groups with `max_tops` when that is below the number of groups
-    and some pair of top levels is reachable together."""
+def top_rows(levels, wrows: np.ndarray, with_conflicts: bool = False):
+    """Valid rows `(S, 1)`: pairwise-conflict cliques of top levels (`greedy_cliques`); with
+    `with_conflicts`, `(rows, conflict bool [G, G] or None when no pairs were tested)`."""
     g_count = len(levels)
     if g_count < 2 or g_count > MAX_GROUPS:
-        return ()
+        return ((), None) if with_conflicts else ()
     tops = np.array([lv.eta[-1] for lv in levels])
     conflict = top_conflicts(tops, wrows)
-    rows = [(clique, 1) for clique in greedy_cliques(conflict)]
-    if kappa_time_s is not None and g_count >= 3 and conflict.sum() < g_count * (g_count - 1):
-        kappa = max_tops(levels, wrows, kappa_time_s)
-        if kappa is not None and kappa < g_count:
-            rows.append((tuple(range(g_count)), kappa))
-    return tuple(rows)
+    rows = tuple((clique, 1) for clique in greedy_cliques(conflict))
+    return (rows, conflict) if with_conflicts else rows
 
 
 def top_fractions(funcs, power) -> np.ndarray:
@@ -201,15 +171,13 @@ def clique_bound(levels, wrows: np.ndarray, top_rows, hull_funcs=None, hull_powe
       levels: G `_levels.Level` in scaled units (reachable levels only, G >= 1).
       wrows: float64 [G, M], `W[k_g, :]` of the single budget type, scaled to total 1.
     """
-    from lrsjax.collective import _scip
-
     if not top_rows:
         return None
     if hull_power is not None:
         z_top = top_fractions(hull_funcs, hull_power)
         if all(float(z_top[list(m)].sum()) <= k + 1e-9 for m, k in top_rows):
             return None
-    # The ordered formulation (`_scip.ordered_model`) over, per group, the hull vertices of the
+    # The ordered formulation (`_relax.ordered_model`) over, per group, the hull vertices of the
     # levels below the top, then the top level; with the rows it is a relaxation of the exact
     # problem (a level below the top lies under the lower hull). It only supplies multipliers:
     # the bound is U(lam, mu) over every level.
@@ -219,7 +187,7 @@ def clique_bound(levels, wrows: np.ndarray, top_rows, hull_funcs=None, hull_powe
         lower = _relax.hull_function(px[:-1], py[:-1])
         x, y = np.append(lower.x[1:], px[-1]), np.append(lower.y[1:], py[-1])
         vertices.append(lv._replace(group=g, eta=x, count=np.diff(np.append(0.0, y)), cumulative=y))
-    model = _scip.ordered_model(vertices, wrows[None], np.ones(1), top_rows)
+    model = _relax.ordered_model(vertices, wrows[None], np.ones(1), top_rows)
     solver = _relax.glop_maximize(*model.data())
     if solver is None:
         return None
@@ -232,7 +200,18 @@ def clique_bound(levels, wrows: np.ndarray, top_rows, hull_funcs=None, hull_powe
     # any lam >= 0 gives a valid bound, so the sign flip needs no trust.
     lam = -duals[1 : 1 + g_count]
     mu = duals[duals.size - len(top_rows) :]
-    bound = dual_bound(levels, wrows, lam, top_rows, mu)
+    table = _levels.LevelTable.of(levels)
+    bound = lagrangian(table, wrows[:, None, :], np.ones(1), lam, top_rows, mu)[0]
     objective = float(model.objective @ x)
     converged = bound - objective <= 1e-6 * max(1.0, abs(bound))
     return CliqueBound(bound, x[:m_count][None, :], tuple(top_rows), bool(converged))
+
+
+def strengthen(levels, wrows, rows, funcs, rel):
+    """The hull bound of `rel` (`_relax.Relaxation` of the concave `funcs`) strengthened by the
+    top-level `rows` (`clique_bound`), when the hull LP point violates one of them and the
+    bound is smaller; else None."""
+    if not rows or rel.power is None:
+        return None
+    out = clique_bound(levels, wrows, rows, funcs, rel.power)
+    return out if out is not None and out.bound < rel.bound else None

@@ -13,23 +13,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from lrsjax.collective import _bnb, _clique, _levels, _relax, _scip
+from lrsjax.collective import _clique, _levels, _relax, milp
 
 MODES = ("lp", "hull", "milp")
-MILP_SOLVERS = ("auto", "bnb", "scip")
-# "auto" uses the custom branch and bound alone up to this many groups; above, the branch and
-# bound and SCIP run side by side (SCIP from SCIP_DELAY_S on) and the first to prove the optimum
-# stops the other.
-AUTO_BNB_MAX_GROUPS = 8
-# The exact MILP first bounds how many top levels one attack reaches (`_kappa`), for at most
-# this many seconds (a quarter of what is left under a time limit).
-KAPPA_TIME_S = 10.0
-# Threads of the branch and bound (`_bnb.branch_and_bound(workers=...)`): alone ("bnb"), and
-# in the portfolio ("auto" above AUTO_BNB_MAX_GROUPS groups) until SCIP starts beside it,
-# SCIP_DELAY_S after the branch and bound (then one thread each: the machine has two cores).
-BNB_WORKERS = 2
-PORTFOLIO_BNB_WORKERS = 2
-SCIP_DELAY_S = 5.0
+MILP_SOLVERS = tuple(milp.SOLVERS)
 
 
 class BudgetOutcome(NamedTuple):
@@ -99,11 +86,12 @@ class _Scaled(NamedTuple):
 class Engine:
     """Solves one budget at a time for problems that share weights (e.g. one per budget)."""
 
-    def __init__(self, weights, mode, time_limit_s=None, milp_solver="auto"):
+    def __init__(self, weights, mode, time_limit_s=None, milp_solver="auto", milp_options=None):
         self.weights = weights
         self.mode = mode
         self.time_limit_s = time_limit_s
-        self.milp_solver = milp_solver
+        self.milp_solver = milp.SOLVERS[milp_solver]
+        self.milp_options = milp.check_options(milp_options)
         self.attacks: list[tuple[np.ndarray, np.ndarray]] = []  # (totals, spend b) found
         self.zero_at: list[np.ndarray] = []  # totals where nothing was certified
         self.last_lp = None  # (totals, {group: P_g}) of the last relaxation solved
@@ -157,21 +145,14 @@ class Engine:
         return rel, funcs
 
     @staticmethod
-    def _top_rows(scaled: _Scaled, kappa_time_s=None):
-        """(rows, wrows) of `_clique.top_rows` for one budget type; ((), None) otherwise."""
+    def _clique(scaled: _Scaled, funcs, rel):
+        """The hull bound strengthened by the pairwise clique rows on the top levels
+        (`_clique.strengthen`; one budget type), or None."""
         if scaled.weights.shape[0] != 1:
-            return (), None
-        wrows = np.stack([scaled.weights[0, lv.group, :] for lv in scaled.levels])
-        return _clique.top_rows(scaled.levels, wrows, kappa_time_s), wrows
-
-    @staticmethod
-    def _clique(scaled: _Scaled, funcs, rel, rows, wrows):
-        """The hull bound strengthened by the top-level `rows` (`_clique`), when the hull LP
-        point violates one of them and the bound is smaller; else None."""
-        if not rows or rel.power is None:
             return None
-        out = _clique.clique_bound(scaled.levels, wrows, rows, funcs, rel.power)
-        return out if out is not None and out.bound < rel.bound else None
+        wrows = np.stack([scaled.weights[0, lv.group, :] for lv in scaled.levels])
+        rows = _clique.top_rows(scaled.levels, wrows)
+        return _clique.strengthen(scaled.levels, wrows, rows, funcs, rel)
 
     def solve_budget(self, levels, num_naive, total_outputs, totals, hull_key=None):
         """Certificate for one budget.
@@ -211,7 +192,7 @@ class Engine:
             status = "OPTIMAL" if (rel.converged and rel.lp_ok) else "DUAL_BOUND"
             strong = None
             if self.mode == "hull":
-                strong = self._clique(scaled, funcs, rel, *self._top_rows(scaled))
+                strong = self._clique(scaled, funcs, rel)
             if strong is None:
                 out = done(naive, remaining, rel.bound, float("nan"), status, self.mode, "GLOP")
             else:
@@ -228,98 +209,20 @@ class Engine:
         self.attacks.append((scaled.totals, scaled.from_scaled(b_scaled)))
 
     def _milp(self, scaled: _Scaled, reach, naive, remaining, done, hull_key):
-        tol = tolerance(remaining)
+        """The exact MILP by the registered solver (`milp.SOLVERS`); its attacks seed later
+        budgets."""
         deadline = None
         if self.time_limit_s is not None:
             deadline = time.perf_counter() + float(self.time_limit_s)
         # Attacks found at budgets no larger in any type are feasible here: incumbents.
-        incumbents = [scaled.to_scaled(b) for t, b in self.attacks if np.all(t <= scaled.totals)][
-            -4:
-        ]
-        levels, weights, ones = scaled.levels, scaled.weights, scaled.ones
-        solver = self.milp_solver
-        if solver == "auto":
-            solver = "bnb" if len(reach) <= AUTO_BNB_MAX_GROUPS else "portfolio"
-        # Rows on the top levels: pairwise cliques, and a cap on how many top levels one attack
-        # reaches (`_kappa`, a small search of its own: ~0.02-3 s on the 24 x 64 benchmark).
-        kappa_time = KAPPA_TIME_S
-        if deadline is not None:
-            kappa_time = min(kappa_time, max(deadline - time.perf_counter(), 0.0) / 4)
-        rows, wrows = self._top_rows(scaled, kappa_time if kappa_time > 0.01 else None)
-        if solver == "bnb":
-            res = _bnb.branch_and_bound(
-                levels, weights, ones, tol=tol, incumbents=incumbents, deadline=deadline,
-                top_rows=rows, workers=BNB_WORKERS,
-            )  # fmt: skip
-            if res.b is not None:
-                self._remember(scaled, res.b)
-            if res.optimal:
-                status = "OPTIMAL"
-            else:
-                status = "DUAL_BOUND" if res.failed else "TIME_LIMIT_BOUND"
-            return done(naive, remaining, res.bound, res.attack, status, "milp", "BNB+GLOP")
-        # SCIP (alone, or beside the branch and bound for "auto"): the hull LP first (its bound
-        # is rigorous; with a good incumbent it may already prove optimality), then the generic
-        # MILP, with the hull bound as a safety net.
-        hull, funcs = self._relaxation(scaled, reach, "hull", hull_key)
-        strong = self._clique(scaled, funcs, hull, rows, wrows)
-        if strong is not None:  # a smaller rigorous bound: it stands in for the hull bound
-            hull = hull._replace(bound=strong.bound)
-        found, best_b = 0, None
-        extra = [strong.b] if strong is not None else []
-        for b in incumbents + ([hull.b] if hull.b is not None else []) + extra:
-            value, feasible = _levels.attack_of(levels, weights, ones, b)
-            if value > found:
-                found, best_b = value, feasible
-        if best_b is not None:
-            self._remember(scaled, best_b)
-        if np.floor(hull.bound + tol) <= found:
-            return done(naive, remaining, hull.bound, found, "OPTIMAL", "milp", "GLOP")
-        # In the portfolio SCIP starts after SCIP_DELAY_S; until then the branch and bound
-        # searches with PORTFOLIO_BNB_WORKERS threads (most budgets end before SCIP would start).
-        delay = SCIP_DELAY_S if solver == "portfolio" else 0.0
-        left = None if deadline is None else max(deadline - time.perf_counter() - delay, 1e-3)
-        run = _scip.ScipRun(
-            levels, weights, ones, time_limit_s=left, hint_b=best_b, top_rows=rows
-        ).start(delay_s=delay)
-        bound, label, failed = hull.bound, "SCIP", False
-        if solver == "portfolio":
-            # Both solvers at once (OR-Tools releases the GIL while SCIP works): the first to
-            # finish stops the other; every bound either proves is valid, so the smaller counts.
-            seeds = incumbents + ([best_b] if best_b is not None else [])
-            res = _bnb.branch_and_bound(
-                levels, weights, ones, tol=tol, incumbents=seeds, deadline=deadline,
-                stop=run.proved, top_rows=rows, workers=PORTFOLIO_BNB_WORKERS,
-                helpers_until=time.perf_counter() + delay,
-            )  # fmt: skip
-            if not res.failed:
-                # Finished, or at the deadline, or SCIP proved the optimum: SCIP need not go on.
-                # After a failing node LP the branch and bound gives up early and SCIP keeps its
-                # time.
-                run.interrupt()
-            if res.b is not None:
-                self._remember(scaled, res.b)
-            found = max(found, res.attack)
-            bound, label, failed = min(bound, res.bound), "BNB+SCIP", res.failed
-        out = run.result()
-        if out.b is not None:  # SCIP's attack, re-counted as a genuine spend for later budgets
-            value, feasible = _levels.attack_of(levels, weights, ones, out.b)
-            if value >= found:
-                self._remember(scaled, feasible)
-        if out.status in ("OPTIMAL", "FEASIBLE") and np.isfinite(out.bound):
-            # `out.bound` is SCIP's dual bound plus the margin of `_scip`'s bound policy.
-            # The objective is a sum of integer counts: SCIP's 96.99999999999997 means 97.
-            objective = np.floor(out.objective + 1e-6) if np.isfinite(out.objective) else 0.0
-            found = max(found, objective)
-            scip_bound = max(out.bound, objective) if out.status == "OPTIMAL" else out.bound
-            bound, failed = min(bound, scip_bound), False
-        elif label == "SCIP":
-            # SCIP gave no proven bound (e.g. stopped before its first LP, or failed): the hull
-            # LP's rigorous bound is still a certificate; say so.
-            used = "hull" if strong is None else "hull+clique"
-            return done(naive, remaining, hull.bound, found, "HULL_FALLBACK", used, "GLOP")
-        if np.floor(bound + tol) <= found:
-            status = "OPTIMAL"
-        else:
-            status = "DUAL_BOUND" if failed else "TIME_LIMIT_BOUND"
-        return done(naive, remaining, bound, found, status, "milp", label)
+        seeds = [scaled.to_scaled(b) for t, b in self.attacks if np.all(t <= scaled.totals)]
+        request = milp.MilpRequest(
+            levels=scaled.levels, weights=scaled.weights, totals=scaled.ones,
+            tol=tolerance(remaining), incumbents=tuple(seeds[-self.milp_options.seeds :]),
+            deadline=deadline, hull=lambda: self._relaxation(scaled, reach, "hull", hull_key),
+        )  # fmt: skip
+        out = self.milp_solver.solve(request, self.milp_options)
+        for b in out.attacks:
+            self._remember(scaled, b)
+        return done(naive, remaining, out.bound, out.attack, out.status, out.mode_used,
+                    out.solver)  # fmt: skip

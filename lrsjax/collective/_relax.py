@@ -18,8 +18,13 @@ Soundness does not rest on the LP solver. From the duals `lam >= 0` of the rows
     U(lam) = sum_g max_i (y_gi - lam_g x_gi) + sum_t total_t max(0, max_j sum_g lam_g W[t, k_g, j])
 
 where `(x_gi, y_gi)` runs over the points whose concave envelope `f_g` is (all of them, so an
-imprecise hull cannot lower it). `U` is evaluated here in float64; solver tolerances and an
-unconverged cut loop can only make it looser, never smaller than the relaxation's optimum.
+imprecise hull cannot lower it). `U` is evaluated here in float64 (`lagrangian`, shared by every
+solver: clique rows, branch-and-bound nodes); solver tolerances and an unconverged cut loop can
+only make it looser, never smaller than the relaxation's optimum.
+
+The ordered formulation (`ordered_model`) writes the same hull relaxation with one variable per
+level; with integrality it is the exact MILP (`milp._scip`), as an LP it supplies the clique
+rows' multipliers (`_clique`).
 """
 
 from __future__ import annotations
@@ -153,18 +158,49 @@ def conjugate(f: Concave, lam: float) -> float:
     return float(np.max(f.py - lam * f.px))
 
 
+def lagrangian(x, y, inside, wrows, totals, lam, extra=None, offset: float = 0.0):
+    """The Lagrangian bound of every relaxation and of the exact problem (module docstring),
+    valid for every lam >= 0: the one dual bound of the collective solvers.
+
+        U = sum_g max_{i inside} (y_gi - lam_g x_gi - extra_gi)
+            + sum_t total_t max(0, max_j sum_g lam_g W[t, k_g, j]) + offset
+
+    Args:
+      x, y: float64 [G, P] each group's points (padded; x finite), inside: bool [G, P] the
+        points that count. wrows: float64 [G, T, M], `W[t, k_g, j]`. totals: float64 [T].
+      lam: float64 [G] (negative entries are clipped to 0).
+      extra: optional float64 [G, P] >= 0 subtracted from the terms, with `offset` added: the
+        multipliers of further rows (`_clique`: `mu_S` on each member's top level, plus
+        `sum_S mu_S kappa_S`).
+    Returns:
+      (bound, terms float64 [G, P] (-inf outside), best_terms float64 [G] their row maxima).
+    """
+    lam = np.maximum(np.asarray(lam, np.float64), 0.0)
+    terms = y - lam[:, None] * x
+    if extra is not None:
+        terms -= extra
+    terms[~inside] = -np.inf
+    best_terms = terms.max(axis=1)
+    g_count, t_count, m_count = wrows.shape
+    per_region = (lam @ wrows.reshape(g_count, t_count * m_count)).reshape(t_count, m_count)
+    spend = float(np.dot(np.asarray(totals, np.float64), np.maximum(0.0, per_region.max(axis=1))))
+    return float(best_terms.sum()) + spend + float(offset), terms, best_terms
+
+
 def dual_bound(funcs, wrows: np.ndarray, totals: np.ndarray, lam: np.ndarray) -> float:
-    """The Lagrangian bound U(lam) of the module docstring (valid for every lam >= 0).
+    """`lagrangian` over the points `(px, py)` of the concave `funcs` (valid for every lam >= 0).
 
     Args:
       funcs: G `Concave` objectives. wrows: float64 [G, T, M], `W[t, k_g, j]`.
       totals: float64 [T]. lam: float64 [G] (negative entries are clipped to 0).
     """
-    lam = np.maximum(np.asarray(lam, np.float64), 0.0)
-    value = sum(conjugate(f, lam_g) for f, lam_g in zip(funcs, lam))
-    per_region = np.einsum("g,gtm->tm", lam, wrows)
-    value += float(np.sum(totals * np.maximum(0.0, per_region.max(axis=1))))
-    return float(value)
+    sizes = np.array([f.px.size for f in funcs])
+    x = np.zeros((sizes.size, int(sizes.max())))
+    y = np.zeros_like(x)
+    for g, f in enumerate(funcs):
+        x[g, : f.px.size], y[g, : f.py.size] = f.px, f.py
+    inside = np.arange(x.shape[1])[None, :] < sizes[:, None]
+    return lagrangian(x, y, inside, wrows, totals, lam)[0]
 
 
 class Relaxation(NamedTuple):
@@ -337,3 +373,81 @@ def solve_relaxation(funcs, wrows, totals, lower=None, anchors=None) -> Relaxati
     # cannot pass this check; it only leaves a looser, still valid bound).
     converged = lp_ok and best - primal_best <= _VERIFIED_RTOL * max(1.0, abs(best))
     return Relaxation(best, b, power, best_lam, bool(converged), lp_ok, rounds)
+
+
+# The ordered formulation: per group binaries (here [0, 1]) z_g1 >= ... >= z_gL (z_gi = 1: the
+# outputs at level i are attacked), maximize sum c_gi z_gi s.t. (W b)_g >= sum_i dE_gi z_gi.
+class OrderedModel(NamedTuple):
+    """The ordered formulation as sparse data for `fill_model_from_sparse_data`.
+
+    Fields: var_lo, var_hi, objective float64 [nb + Z] (variables: spends b [T*M], then z [Z]
+    group by group); row_lo, row_hi float64 [rows]; matrix csr [rows, nb + Z]. Rows: budgets
+    [T], links [G] (`(W b)_g - sum_i dE_gi z_gi >= 0`, at `T + g`), ordering, then one per
+    `top_rows` entry (last). first int64 [G]: index (within z) of each group's first level.
+    """
+
+    var_lo: np.ndarray
+    var_hi: np.ndarray
+    objective: np.ndarray
+    row_lo: np.ndarray
+    row_hi: np.ndarray
+    matrix: sp.csr_matrix
+    first: np.ndarray
+
+    def data(self):
+        return self.var_lo, self.var_hi, self.objective, self.row_lo, self.row_hi, self.matrix
+
+
+def ordered_model(levels, weights, totals, top_rows=()) -> OrderedModel:
+    """The ordered formulation over `levels` (>= 1 group), z in [0, 1].
+
+    Args:
+      levels: `_levels.Level` list; weights float64 [T, K, M]; totals float64 [T].
+      top_rows: valid inequalities `sum_{g in S} z_g,top <= kappa` as (S, kappa) pairs (at most
+        kappa groups of S, indices into `levels`, reach their top level in any attack; `_clique`,
+        `milp._kappa`).
+    """
+    totals = np.asarray(totals, np.float64)
+    t_count, _, m_count = weights.shape
+    nb = t_count * m_count
+    sizes = np.array([lv.eta.size for lv in levels])
+    g_count, n_z = sizes.size, int(sizes.sum())
+    owner = np.repeat(np.arange(g_count), sizes)
+    z = nb + np.arange(n_z)
+    deltas = np.concatenate([np.diff(np.concatenate([[0.0], lv.eta])) for lv in levels])
+    objective = np.concatenate([np.zeros(nb), np.concatenate([lv.count for lv in levels])])
+    # Rows: budgets [T]; per group (W b)_g - sum_i delta_gi z_gi >= 0 [G]; z_i - z_{i+1} >= 0.
+    w = np.stack([weights[:, lv.group, :].reshape(-1) for lv in levels])  # [G, nb]
+    gi, bi = np.nonzero(w)
+    first = np.cumsum(np.r_[0, sizes[:-1]])
+    not_last = np.ones(n_z, bool)
+    not_last[first + sizes - 1] = False
+    order_idx = np.flatnonzero(not_last)
+    n_order = order_idx.size
+    order_rows = t_count + g_count + np.arange(n_order)
+    rows = np.concatenate([
+        np.repeat(np.arange(t_count), m_count),
+        t_count + gi, t_count + owner,
+        order_rows, order_rows,
+    ])  # fmt: skip
+    cols = np.concatenate([np.arange(nb), bi, z, z[order_idx], z[order_idx + 1]])
+    vals = np.concatenate([
+        np.ones(nb), w[gi, bi], -deltas, np.ones(n_order), -np.ones(n_order)
+    ])  # fmt: skip
+    n_rows = t_count + g_count + n_order
+    kappas = []
+    for members, kappa in top_rows:
+        members = np.asarray(members, np.int64)
+        rows = np.concatenate([rows, np.full(members.size, n_rows)])
+        cols = np.concatenate([cols, z[first[members] + sizes[members] - 1]])
+        vals = np.concatenate([vals, np.ones(members.size)])
+        kappas.append(float(kappa))
+        n_rows += 1
+    matrix = sp.csr_matrix((vals, (rows, cols)), shape=(n_rows, nb + n_z))
+    row_lo = np.concatenate([
+        np.full(t_count, -np.inf), np.zeros(g_count + n_order), np.full(len(kappas), -np.inf)
+    ])  # fmt: skip
+    row_hi = np.concatenate([totals, np.full(g_count + n_order, np.inf), kappas])
+    var_lo = np.zeros(nb + n_z)
+    var_hi = np.concatenate([np.repeat(totals, m_count), np.ones(n_z)])
+    return OrderedModel(var_lo, var_hi, objective, row_lo, row_hi, matrix, first)

@@ -95,7 +95,7 @@ class CollectiveResult(NamedTuple):
     seconds: np.ndarray
 
 
-def _check_options(mode, time_limit_s, milp_solver):
+def _check_options(mode, time_limit_s, milp_solver, budget_transform=None):
     _checks.one_of("mode", mode, MODES)
     _checks.one_of("milp_solver", milp_solver, MILP_SOLVERS)
     if time_limit_s is not None:
@@ -103,6 +103,9 @@ def _check_options(mode, time_limit_s, milp_solver):
             _checks.fail("time_limit_s", time_limit_s, "must be a number or None", "E.g. 10.")
         if not (np.isfinite(time_limit_s) and time_limit_s > 0):
             _checks.fail("time_limit_s", time_limit_s, "must be > 0 or None", "E.g. 10.")
+    if budget_transform is not None and not isinstance(budget_transform, _problem.Transform):
+        _checks.fail("budget_transform", budget_transform, "must be a Transform or None",
+                     "E.g. chain(naive_filter(), binning(16)).")  # fmt: skip
 
 
 def _order(totals_all: np.ndarray) -> np.ndarray:
@@ -133,8 +136,10 @@ def solve(
     mode: str = "lp",
     time_limit_s: float | None = None,
     milp_solver: str = "auto",
+    milp_options=None,
+    budget_transform: _problem.Transform | None = None,
 ) -> CollectiveResult:
-    """Certified counts of `problem` for every budget (SPEC 6; module docstring).
+    """Certified counts of `problem` for every budget (docs/math.md; module docstring).
 
     Args:
       problem: a `CollectiveProblem` (from `from_base_certs`, optionally transformed).
@@ -143,26 +148,36 @@ def solve(
       mode: "lp" (the paper's relaxation), "hull" (tighter, still sound) or "milp" (exact).
       time_limit_s: MILP time limit per budget (None: none). At the limit the count comes from
         the proven bound (status TIME_LIMIT_BOUND). Ignored by the relaxations.
-      milp_solver: "bnb" (lrsjax's exact branch and bound, two search threads), "scip"
-        (generic ordered MILP), or "auto" (bnb alone up to 8 groups with levels; above, bnb
-        and, from 5 s on, SCIP beside it: the first to finish stops the other, and at a time
-        limit the smaller proven bound counts; SCIP sometimes proves small-bin problems sooner,
-        bnb has the tighter bound on fine bins).
+      milp_solver: a name in `MILP_SOLVERS` (`lrsjax.collective.milp.SOLVERS`): "bnb"
+        (lrsjax's exact branch and bound), "scip" (generic ordered MILP), or "auto" (bnb alone
+        on few groups; above, bnb and, after a delay, SCIP beside it: the first to finish
+        stops the other, and at a time limit the smaller proven bound counts).
+      milp_options: `lrsjax.collective.milp.MilpOptions` (threads, SCIP delay, kappa time, ...);
+        None: the defaults. Ignored by the relaxations.
+      budget_transform: a `Transform` applied to the problem at each budget's totals before
+        solving it (e.g. `chain(naive_filter(), binning(n))`: bins only over the rows the
+        budget can attack); None: the problem as given for every budget.
     Returns:
       `CollectiveResult` with one entry per budget, in the order given.
     """
     problem = _problem.validate_problem(problem)
-    _check_options(mode, time_limit_s, milp_solver)
+    _check_options(mode, time_limit_s, milp_solver, budget_transform)
     totals_all = budget_totals(problem.norm, budgets)
     _problem.check_budgets_allowed(problem, totals_all)
-    levels = _levels.levels_of(problem.eta, problem.multiplicity, problem.group)
-    engine = _engine.Engine(problem.weights, mode, time_limit_s, milp_solver)
-    if mode in ("hull", "milp"):
-        engine.prepare_hulls(levels, hull_key=0)
+    engine = _engine.Engine(problem.weights, mode, time_limit_s, milp_solver, milp_options)
+    if budget_transform is None:
+        levels = _levels.levels_of(problem.eta, problem.multiplicity, problem.group)
+        if mode in ("hull", "milp"):
+            engine.prepare_hulls(levels, hull_key=0)
     outcomes = [None] * totals_all.shape[0]
     for index in _order(totals_all):
+        reduced, hull_key = problem, 0
+        if budget_transform is not None:
+            reduced = budget_transform.apply(problem._replace(totals=totals_all[index]))
+            levels = _levels.levels_of(reduced.eta, reduced.multiplicity, reduced.group)
+            hull_key = None  # levels change with the budget: no cached prefix hulls
         outcomes[index] = engine.solve_budget(
-            levels, problem.num_naive, problem.num_outputs, totals_all[index], hull_key=0
+            levels, reduced.num_naive, reduced.num_outputs, totals_all[index], hull_key=hull_key
         )
     return _result(budgets, totals_all, outcomes, problem.num_outputs + problem.num_naive)
 
@@ -176,30 +191,20 @@ def certify_collective(
     mode: str = "lp",
     time_limit_s: float | None = None,
     milp_solver: str = "auto",
+    milp_options=None,
 ) -> CollectiveResult:
     """Collective certificate of `base_certs` for every budget, in one call.
 
-    `from_base_certs(base_certs, targets)`, then per budget `chain(naive_filter(),
+    `from_base_certs(base_certs, targets)`, then `solve` with, per budget, `chain(naive_filter(),
     binning(num_bins))` (binning only the rows the budget can attack, so bins are as fine as
-    possible) and `solve`; with `num_bins=None` the exact `share()` instead, one problem for all
-    budgets. Arguments and guarantee as in `solve`; `targets` is a bool mask [D] (e.g. all
-    evaluated outputs, or those also equal to the label for certified accuracy), None for all.
+    possible); with `num_bins=None` the exact `share()` instead, one problem for all budgets.
+    Arguments and guarantee as in `solve`; `targets` is a bool mask [D] (e.g. all evaluated
+    outputs, or those also equal to the label for certified accuracy), None for all.
     """
     problem = _problem.from_base_certs(base_certs, targets)
-    _check_options(mode, time_limit_s, milp_solver)
+    options = dict(mode=mode, time_limit_s=time_limit_s, milp_solver=milp_solver,
+                   milp_options=milp_options)  # fmt: skip
     if num_bins is None:
-        return solve(
-            _problem.share().apply(problem), budgets, mode=mode, time_limit_s=time_limit_s,
-            milp_solver=milp_solver,
-        )  # fmt: skip
-    transform = _problem.chain(_problem.naive_filter(), _problem.binning(num_bins))
-    totals_all = budget_totals(problem.norm, budgets)
-    engine = _engine.Engine(problem.weights, mode, time_limit_s, milp_solver)
-    outcomes = [None] * totals_all.shape[0]
-    for index in _order(totals_all):
-        reduced = transform.apply(problem._replace(totals=totals_all[index]))
-        levels = _levels.levels_of(reduced.eta, reduced.multiplicity, reduced.group)
-        outcomes[index] = engine.solve_budget(
-            levels, reduced.num_naive, reduced.num_outputs, totals_all[index]
-        )
-    return _result(budgets, totals_all, outcomes, problem.num_outputs)
+        return solve(_problem.share().apply(problem), budgets, **options)
+    per_budget = _problem.chain(_problem.naive_filter(), _problem.binning(num_bins))
+    return solve(problem, budgets, budget_transform=per_budget, **options)

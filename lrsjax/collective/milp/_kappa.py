@@ -1,4 +1,5 @@
-"""How many groups can one attack push past a threshold each, at most? (the `kappa` of `_clique`)
+"""How many groups can one attack push past a threshold each, at most? (`kappa`, for the rows
+on the groups' top levels of the exact MILP; `_clique` has the pairwise ones)
 
     kappa = max over b >= 0, sum_j b_j <= 1 (one budget type, scaled)  of  #{g : (W b)_g >= tau_g}
 
@@ -31,7 +32,8 @@ import numpy as np
 import scipy.sparse as sp
 from ortools.linear_solver import linear_solver_pb2, pywraplp
 
-from lrsjax.collective import _levels, _threads
+from lrsjax.collective import _clique, _levels
+from lrsjax.collective.milp import _search
 
 _GLOP_PARAMS = "use_preprocessing: false use_dual_simplex: true"
 _ROUND = 1e-9  # relative slack for float64 rounding in the bound (can only weaken kappa)
@@ -205,8 +207,8 @@ def max_reachable(
       wrows: float64 [G, M] >= 0, `W[k_g, :]` of the single budget type, scaled to total 1.
       tau: float64 [G] > 0, the thresholds (callers lower them by their tie margin).
       deadline: `time.perf_counter()` value at which to stop with the largest open bound.
-      workers: threads that share the depth-first stack, each with its own GLOP model (GLOP
-        releases the GIL and does most of the work: eps 0.95 of the benchmark 2.0 s vs 3.0 s).
+      workers: threads on one depth-first search (`_search.tree_search`), each with its own
+        GLOP model (GLOP releases the GIL and does most of the work).
     Returns:
       `KappaOutcome`, or None when the root LP fails (no bound).
     """
@@ -214,61 +216,40 @@ def max_reachable(
     tau = np.asarray(tau, np.float64)
     g_count, m_count = wrows.shape
     model = extended_model(wrows, tau)
-    warm = _Warm(model)
+    warms = [_Warm(model)]
     first_z = m_count
-    root = warm.solve(first_z, np.zeros(g_count), np.ones(g_count))
+    root = warms[0].solve(first_z, np.zeros(g_count), np.ones(g_count))
     if root is None:
         return None
-    # Depth-first; each entry carries its parent's bound (valid for it until solved). A worker
-    # checks the deadline only between nodes and puts a node back if solving it fails or
-    # raises, so at the end every open node is on the stack.
-    stack = [(root[0], np.zeros(g_count), np.ones(g_count), root)]
-    state = {"found": 0, "leaves": 0, "nodes": 0, "busy": 0, "halt": False}
-    cond = threading.Condition()
+    # Depth first; each node carries its parent's bound (valid for it until solved) and, once
+    # solved, its LP answer. A node whose LP fails stays open and stops the search.
+    state = {"found": 0, "leaves": 0, "nodes": 0}
+    lock = threading.Lock()
+    workers = max(int(workers), 1)
 
     def best() -> int:
         return max(state["found"], state["leaves"])
 
-    def work(warm: _Warm) -> None:
-        while True:
-            with cond:
-                while not stack and state["busy"] > 0 and not state["halt"]:
-                    cond.wait(0.01)
-                if deadline is not None and time.perf_counter() > deadline:
-                    state["halt"] = True
-                if state["halt"] or not stack:
-                    cond.notify_all()
-                    return
-                entry = stack.pop()
-                state["busy"] += 1
-            children = None
-            try:
-                children = _expand(entry, warm)
-            finally:
-                with cond:
-                    state["busy"] -= 1
-                    if children is None:  # GLOP failed or raised: the node stays open
-                        stack.append(entry)
-                        state["halt"] = True
-                    else:
-                        stack.extend(children)
-                    cond.notify_all()
-
-    def _expand(entry, warm):
-        """The children of a stack entry ([] when pruned or a leaf), None if GLOP failed."""
-        parent_bound, lo, hi, solved = entry
+    def expand(w: int, node):
+        """The children of a node ([] when pruned or a leaf; the z_g = 1 side first), None if
+        GLOP failed."""
+        parent_bound, lo, hi, solved = node
         if np.floor(parent_bound) <= best():
             return []
         if solved is None:
+            with lock:  # each thread its own GLOP model, built on first use
+                while len(warms) <= w:
+                    warms.append(_Warm(model))
+                warm = warms[w]
             solved = warm.solve(first_z, lo, hi)
-            with cond:
+            with lock:
                 state["nodes"] += 1
             if solved is None:
                 return None
         bound, x = solved
         bound = min(bound, parent_bound)
         count = reached(wrows, tau, x[:m_count])
-        with cond:
+        with lock:
             state["found"] = max(state["found"], count)
         if np.floor(bound) <= best():
             return []
@@ -277,7 +258,7 @@ def max_reachable(
         if free.size == 0:
             # Every z fixed and the LP feasible: a real attack reaches sum(z) thresholds, but a
             # spend on the boundary may miss one by rounding; the leaf's bound stands for it.
-            with cond:
+            with lock:
                 state["leaves"] = max(state["leaves"], int(np.floor(bound)))
             return []
         fractional = free[(z[free] > _FRACTIONAL) & (z[free] < 1.0 - _FRACTIONAL)]
@@ -287,15 +268,42 @@ def max_reachable(
             g = int(free[0])
         down_hi, up_lo = hi.copy(), lo.copy()
         down_hi[g], up_lo[g] = 0.0, 1.0
-        return [(bound, lo, down_hi, None), (bound, up_lo, hi, None)]  # z_g = 1 popped first
+        return [(bound, up_lo, hi, None), (bound, lo, down_hi, None)]
 
-    def halt() -> None:
-        with cond:
-            state["halt"] = True
-            cond.notify_all()
+    def stopped() -> bool:
+        return deadline is not None and time.perf_counter() > deadline
 
-    _threads.run_workers(lambda w: work(warm if w == 0 else _Warm(model)), workers, halt)
-    open_bound = max((int(np.floor(entry[0])) for entry in stack), default=0)
+    frontier = _search.Frontier(best_first=False)
+    frontier.push((root[0], np.zeros(g_count), np.ones(g_count), root))
+    held = _search.tree_search(frontier, expand, workers, stopped=stopped)
+    open_bound = max((int(np.floor(node[0])) for node in frontier.nodes() + held), default=0)
     kappa = max(best(), open_bound)
     found = state["found"]
     return KappaOutcome(int(kappa), int(found), state["nodes"], kappa == found)
+
+
+def max_tops(levels, wrows: np.ndarray, time_limit_s: float, workers: int = 2) -> int | None:
+    """A proven upper bound on how many top levels one attack reaches together
+    (`max_reachable` on the groups' top thresholds, lowered by `_clique`'s margin), exact
+    unless `time_limit_s` runs out first; None if its root LP fails. Each is a valid `kappa`
+    for the row over all groups."""
+    tau = np.array([lv.eta[-1] * (1.0 - _clique.MARGIN) for lv in levels])
+    deadline = time.perf_counter() + float(time_limit_s)
+    out = max_reachable(wrows, tau, deadline=deadline, workers=workers)
+    return None if out is None else out.kappa
+
+
+def top_rows(levels, wrows: np.ndarray, kappa_time_s: float | None = None, workers: int = 2):
+    """The valid rows `(S, kappa)` of the exact MILP: `_clique.top_rows` (pairwise-conflict
+    cliques of top levels, kappa 1 each), and, with `kappa_time_s`, all groups with `max_tops`
+    when that is below the number of groups and some pair of top levels is reachable together.
+    """
+    rows, conflict = _clique.top_rows(levels, wrows, with_conflicts=True)
+    g_count = len(levels)
+    if conflict is None or kappa_time_s is None or g_count < 3:
+        return rows
+    if conflict.sum() < g_count * (g_count - 1):
+        kappa = max_tops(levels, wrows, kappa_time_s, workers)
+        if kappa is not None and kappa < g_count:
+            rows = (*rows, (tuple(range(g_count)), kappa))
+    return rows

@@ -9,9 +9,9 @@ A node restricts every group to a range of levels `lo_g..hi_g`. Its relaxation i
 (one weight `u_gi` per level, `sum_i u_gi <= 1`, `= 1` when `lo_g > 0`, `sum_i E_gi u_gi <=
 (W b)_g`; its optimum is the concave hull), optionally with the top-level rows of `_clique`
 (`sum_{g in S} u_{g,top} <= kappa`). One GLOP model serves every node after the first
-`COLD_NODES` (which are solved from scratch by `_relax.solve_relaxation`, cheaper than building
-the model for short searches): a node only changes variable and row bounds, so GLOP starts from
-the previous node's basis (`_NodeModel`). The node's
+`MilpOptions.cold_nodes` (which are solved from scratch by `_relax.solve_relaxation`, cheaper
+than building the model for short searches): a node only changes variable and row bounds, so
+GLOP starts from the previous node's basis (`_NodeModel`). The node's
 bound is the rigorous Lagrangian bound `U(lam, mu)` (float64, independent of GLOP's tolerances),
 so a node is pruned only when it provably holds no attack larger than the best one found; a node
 LP that does not verify is solved again from scratch (`_relax.solve_relaxation`). Attacks found
@@ -28,8 +28,6 @@ stays a certificate.
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import threading
 import time
 from typing import NamedTuple
@@ -38,27 +36,18 @@ import numpy as np
 import scipy.sparse as sp
 from ortools.linear_solver import linear_solver_pb2, pywraplp
 
-from lrsjax.collective import _clique, _levels, _relax, _threads
+from lrsjax.collective import _clique, _levels, _relax
+from lrsjax.collective.milp import _search
+from lrsjax.collective.milp._options import MilpOptions
 
 _GAP = 1e-9
 # Warm starts after bound changes: the dual simplex, and no presolve (it would hide the basis).
 _GLOP_PARAMS = "use_preprocessing: false use_dual_simplex: true"
 _VERIFIED_RTOL = 1e-6  # a node LP is trusted when U(lam, mu) meets its objective this well
-# Reliability branching: strong branching on up to this many candidate groups per node while a
-# group's pseudocost has fewer than RELIABLE observations on a side.
-STRONG_CANDIDATES = 8
-RELIABLE = 1
-# The first nodes of a search are solved from scratch (`_relax.solve_relaxation`, a few hull
-# segments per group); the warm GLOP model, whose construction costs about as much as tens of
-# such solves, is built only when a search goes on longer (most graph budgets need about 20 nodes).
-COLD_NODES = 64
-# Column generation in the warm model: at most this many LP solves per node before the node is
-# solved from scratch instead.
-POOL_ROUNDS = 8
 
 
-class MilpOutcome(NamedTuple):
-    """Result of one exact solve.
+class BnbOutcome(NamedTuple):
+    """Result of one branch and bound.
 
     Fields:
       attack: int, the largest attack found (outputs one feasible spend flips; at a leaf whose LP
@@ -243,7 +232,8 @@ class _Incumbent:
 
 
 class _Search:
-    def __init__(self, levels, weights, totals, tol, top_rows=(), incumbent=None):
+    def __init__(self, levels, weights, totals, tol, top_rows=(), incumbent=None, options=None):
+        self.options = MilpOptions() if options is None else options
         self.levels = levels
         self.weights = weights
         self.totals = np.asarray(totals, np.float64)
@@ -273,7 +263,7 @@ class _Search:
         """A second worker on the same tree: same incumbent and pseudocosts (updates from
         either thread are heuristics, races only blur them), its own GLOP model and caches."""
         other = _Search(self.levels, self.weights, self.totals, self.tol, self.top_rows,
-                        self.incumbent)  # fmt: skip
+                        self.incumbent, self.options)  # fmt: skip
         other.pseudo, other.pseudo_n = self.pseudo, self.pseudo_n
         return other
 
@@ -290,7 +280,8 @@ class _Search:
     def _warm(self, lo, hi):
         """The node LP on the warm model, with column generation: (out, values), `out` as
         `_NodeModel.solve` answers, `values` the verified `self.values` of its multipliers, or
-        None when the answer is not a tuple or does not verify within `POOL_ROUNDS` solves.
+        None when the answer is not a tuple or does not verify within `options.pool_rounds`
+        solves.
 
         A restricted LP's multipliers are optimal for the full node LP iff no level has a
         positive reduced cost, i.e. iff U(lam, mu), whose terms run over every level in range,
@@ -298,7 +289,7 @@ class _Search:
         best join the pool and the LP is solved again."""
         model = self.model
         out = None
-        for _ in range(POOL_ROUNDS):
+        for _ in range(self.options.pool_rounds):
             out = model.solve(lo, hi)
             if not isinstance(out, tuple):
                 return out, None
@@ -392,7 +383,7 @@ class _Search:
         lower = self.table.E[np.arange(g_count), lo]
         self.nodes += 1
         solved, values, out = None, None, None
-        if self.nodes <= COLD_NODES:
+        if self.nodes <= self.options.cold_nodes:
             try:
                 solved = self._cold(lo, hi, lower)
             except _Unreliable:
@@ -464,16 +455,17 @@ class _Search:
         bound clipped by the parent's; None when `node` is a single level vector (a leaf).
 
         Branching: reliability branching on pseudocosts. Candidate groups (largest gap first,
-        at most `STRONG_CANDIDATES`) whose splits were seen fewer than `RELIABLE` times on a
-        side are split tentatively (both children solved: strong branching), which seeds their
-        pseudocosts; then the best-scored group is split (its children reused if solved)."""
+        at most `options.strong_candidates`) whose splits were seen fewer than
+        `options.reliable` times on a side are split tentatively (both children solved: strong
+        branching), which seeds their pseudocosts; then the best-scored group is split (its
+        children reused if solved)."""
         bound, lo, hi, power, lam, best_terms = node
         j, gap, candidate = self.gaps(lo, hi, power, lam, best_terms)
         solved = {}
         if candidate.any():
-            unreliable = candidate & (self.pseudo_n.min(axis=1) < RELIABLE)
+            unreliable = candidate & (self.pseudo_n.min(axis=1) < self.options.reliable)
             order = [g for g in np.argsort(-gap, kind="stable") if unreliable[g]]
-            for g in order[:STRONG_CANDIDATES]:
+            for g in order[: self.options.strong_candidates]:
                 solved[g] = self._children(bound, self.split(lo, hi, g, j[g]), (g, gap[g]))
                 if not solved[g]:  # both halves of the node proven: so is the node
                     return []
@@ -519,7 +511,8 @@ def branch_and_bound(
     top_rows=(),
     workers: int = 1,
     helpers_until: float | None = None,
-) -> MilpOutcome:
+    options: MilpOptions | None = None,
+) -> BnbOutcome:
     """The exact largest attack over `levels` (already naive-filtered) for budget `totals`.
 
     Args:
@@ -531,116 +524,68 @@ def branch_and_bound(
       deadline: `time.perf_counter()` value at which to stop with the best proven bound.
       stop: optional callable; when it returns True the search stops as at the deadline (e.g.
         another solver running beside it has finished).
-      top_rows: valid rows `(S, kappa)` on the groups' top levels (`_clique.top_rows`; one
+      top_rows: valid rows `(S, kappa)` on the groups' top levels (`_kappa.top_rows`; one
         budget type only), added to every node LP.
-      workers: threads that search the same tree (one heap of open nodes, one incumbent, one
-        set of pseudocosts; each thread has its own GLOP model). GLOP releases the GIL while it
-        solves, so a second thread overlaps its LPs with the other's Python work.
+      workers: threads that search the same tree (`_search.tree_search`: one frontier of open
+        nodes, one incumbent, one set of pseudocosts; each thread has its own GLOP model).
       helpers_until: `time.perf_counter()` value after which only the calling thread searches
-        on (the others return their nodes to the heap and stop), e.g. to make room for SCIP.
+        on (the others return their nodes to the frontier and stop), e.g. to make room for SCIP.
+      options: `MilpOptions` (cold nodes, pool rounds, branching); None: the defaults.
     """
     incumbent = _Incumbent()
-    searches = [_Search(levels, weights, totals, tol, top_rows, incumbent)]
+    searches = [_Search(levels, weights, totals, tol, top_rows, incumbent, options)]
     for _ in range(1, max(int(workers), 1)):
         searches.append(searches[0].sibling())
     for b in incumbents:
         searches[0].offer(b)
     top = float(sum(lv.cumulative[-1] for lv in levels))
-    heap, counter = [], itertools.count()
-    cond = threading.Condition()
-    held = [None] * len(searches)  # the node each worker holds (open until it is done with it)
-    state = {"busy": 0, "halt": False, "failed": None}
+    failed = []  # bounds of nodes whose LP failed (the search stops at the first)
+    lock = threading.Lock()
 
-    def push(node):
-        heapq.heappush(heap, (-node[0], next(counter), node))
+    def expand(w: int, node):
+        bound, lo = node[0], node[1]
+        if _proves(bound, incumbent.value, tol):
+            return []
+        search = searches[w]
+        try:
+            made = search.expand(node)
+        except _Unreliable as error:
+            with lock:
+                failed.append(error.bound)
+            return None
+        if made is None:  # one level vector left, its LP feasible: an attack
+            incumbent.offer(int(sum(search.points[g][1][lo[g]] for g in range(len(lo)))))
+            return []
+        # Children pruned since they were solved (the incumbent may have grown).
+        made = [kid for kid in made if not _proves(kid[0], incumbent.value, tol)]
+        made.sort(key=lambda item: -item[0])
+        return made
 
-    def halted() -> bool:
-        if (deadline is not None and time.perf_counter() > deadline) or (
+    def stopped() -> bool:
+        return (deadline is not None and time.perf_counter() > deadline) or (
             stop is not None and stop()
-        ):
-            state["halt"] = True
-        return state["halt"]
+        )
 
     def retired(w: int) -> bool:
         return w > 0 and helpers_until is not None and time.perf_counter() > helpers_until
 
-    def work(w: int) -> None:
-        search = searches[w]
-        while True:
-            with cond:
-                while not heap and state["busy"] > 0 and not halted() and not retired(w):
-                    cond.wait(0.01)
-                if halted() or not heap or retired(w):
-                    cond.notify_all()
-                    return
-                node = heapq.heappop(heap)[2]
-                held[w] = node
-                state["busy"] += 1
-            try:
-                # Plunging: after branching, the better child is processed next.
-                while node is not None and not halted():
-                    if retired(w):  # back to the heap, for the threads that go on
-                        with cond:
-                            push(node)
-                        node = None
-                        break
-                    bound, lo = node[0], node[1]
-                    if _proves(bound, incumbent.value, tol):
-                        node = None
-                        break
-                    try:
-                        made = search.expand(node)
-                    except _Unreliable as error:
-                        with cond:  # the node stays open (held); the search stops
-                            state["failed"] = max(state["failed"] or -np.inf, error.bound)
-                            state["halt"] = True
-                        break
-                    if made is None:  # one level vector left, its LP feasible: an attack
-                        incumbent.offer(
-                            int(sum(search.points[g][1][lo[g]] for g in range(len(lo))))
-                        )
-                        node = None
-                        break
-                    # Children pruned since they were solved (the incumbent may have grown).
-                    made = [kid for kid in made if not _proves(kid[0], incumbent.value, tol)]
-                    made.sort(key=lambda item: -item[0])
-                    node = made.pop(0) if made else None
-                    with cond:
-                        held[w] = node
-                        for other in made:
-                            push(other)
-                        if made:
-                            cond.notify_all()
-            finally:
-                with cond:
-                    held[w] = node
-                    state["busy"] -= 1
-                    cond.notify_all()
-
+    frontier = _search.Frontier(best_first=True)
     try:
         root = searches[0].process([0] * len(levels), [lv.eta.size for lv in levels], top)
     except _Unreliable as error:
-        root, state["failed"] = None, error.bound
+        root = None
+        failed.append(error.bound)
     if root is not None:
-        push((min(root[0], top), *root[1:]))
-
-    def halt() -> None:
-        with cond:
-            state["halt"] = True
-            cond.notify_all()
-
-    _threads.run_workers(work, len(searches) if heap else 1, halt)
-    open_bound = max((-item[0] for item in heap), default=-np.inf)
-    open_bound = max([open_bound] + [node[0] for node in held if node is not None])
-    if state["failed"] is not None:
-        open_bound = max(open_bound, state["failed"])
+        frontier.push((min(root[0], top), *root[1:]))
+    held = _search.tree_search(frontier, expand, len(searches), stopped=stopped, retired=retired)
+    open_bound = max([-np.inf] + [node[0] for node in frontier.nodes() + held] + failed)
     best = incumbent.value
     bound = max(float(best), open_bound)
-    return MilpOutcome(
+    return BnbOutcome(
         attack=int(best),
         bound=bound,
         b=incumbent.b,
         optimal=_proves(bound, best, tol),
         nodes=sum(search.nodes for search in searches),
-        failed=state["failed"] is not None,
+        failed=bool(failed),
     )

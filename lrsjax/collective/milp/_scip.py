@@ -7,11 +7,12 @@ level i are attacked; ordering makes the attacked set a prefix, as in every opti
     s.t.      (W b)_{k_g} >= sum_i (E_gi - E_g,i-1) z_gi,   sum_j b[t, j] <= total_t,  b >= 0.
 
 Its LP relaxation is the concave-hull relaxation (the ordered set's vertices are the prefixes),
-so SCIP starts from the hull bound. Used as a cross-check of `_bnb` and as the MILP solver for
-many groups, where SCIP's cutting planes close the gap faster than plain branching.
+so SCIP starts from the hull bound (the model is `_relax.ordered_model`). Used as a cross-check
+of `_bnb` and as the MILP solver for many groups, where SCIP's cutting planes close the gap
+faster than plain branching.
 
 Bound policy. Every other bound of the collective solvers is a Lagrangian bound recomputed in
-float64 (`_relax.dual_bound`), so it holds whatever the LP solver's tolerances. SCIP's dual bound
+float64 (`_relax.lagrangian`), so it holds whatever the LP solver's tolerances. SCIP's dual bound
 cannot be recomputed that way (it comes from many node LPs, cuts and presolve), and SCIP's LP
 bounds are only as exact as its dual feasibility tolerance: an LP solution whose reduced costs
 violate dual feasibility by up to `d` can understate the LP optimum by up to
@@ -35,9 +36,10 @@ import threading
 from typing import NamedTuple
 
 import numpy as np
-import scipy.sparse as sp
 from ortools.linear_solver import linear_solver_pb2, pywraplp
 from ortools.linear_solver.python import model_builder_helper as mbh
+
+from lrsjax.collective import _relax
 
 _S = mbh.SolveStatus
 # SCIP's tolerances, set explicitly (its defaults): the bound margin of the module docstring.
@@ -129,87 +131,12 @@ class ScipOutcome(NamedTuple):
     margin: float = 0.0
 
 
-class OrderedModel(NamedTuple):
-    """The ordered formulation as sparse data for `fill_model_from_sparse_data`.
-
-    Fields: var_lo, var_hi, objective float64 [nb + Z] (variables: spends b [T*M], then z [Z]
-    group by group); row_lo, row_hi float64 [rows]; matrix csr [rows, nb + Z]. Rows: budgets
-    [T], links [G] (`(W b)_g - sum_i dE_gi z_gi >= 0`, at `T + g`), ordering, then one per
-    `top_rows` entry (last). first int64 [G]: index (within z) of each group's first level.
-    """
-
-    var_lo: np.ndarray
-    var_hi: np.ndarray
-    objective: np.ndarray
-    row_lo: np.ndarray
-    row_hi: np.ndarray
-    matrix: sp.csr_matrix
-    first: np.ndarray
-
-    def data(self):
-        return self.var_lo, self.var_hi, self.objective, self.row_lo, self.row_hi, self.matrix
-
-
-def ordered_model(levels, weights, totals, top_rows=()) -> OrderedModel:
-    """The ordered formulation (module docstring) over `levels` (>= 1 group), z in [0, 1].
-
-    Args:
-      levels: `_levels.Level` list; weights float64 [T, K, M]; totals float64 [T].
-      top_rows: valid inequalities `sum_{g in S} z_g,top <= kappa` as (S, kappa) pairs (at most
-        kappa groups of S, indices into `levels`, reach their top level in any attack; `_clique`).
-    """
-    totals = np.asarray(totals, np.float64)
-    t_count, _, m_count = weights.shape
-    nb = t_count * m_count
-    sizes = np.array([lv.eta.size for lv in levels])
-    g_count, n_z = sizes.size, int(sizes.sum())
-    owner = np.repeat(np.arange(g_count), sizes)
-    z = nb + np.arange(n_z)
-    deltas = np.concatenate([np.diff(np.concatenate([[0.0], lv.eta])) for lv in levels])
-    objective = np.concatenate([np.zeros(nb), np.concatenate([lv.count for lv in levels])])
-    # Rows: budgets [T]; per group (W b)_g - sum_i delta_gi z_gi >= 0 [G]; z_i - z_{i+1} >= 0.
-    w = np.stack([weights[:, lv.group, :].reshape(-1) for lv in levels])  # [G, nb]
-    gi, bi = np.nonzero(w)
-    first = np.cumsum(np.r_[0, sizes[:-1]])
-    not_last = np.ones(n_z, bool)
-    not_last[first + sizes - 1] = False
-    order_idx = np.flatnonzero(not_last)
-    n_order = order_idx.size
-    order_rows = t_count + g_count + np.arange(n_order)
-    rows = np.concatenate([
-        np.repeat(np.arange(t_count), m_count),
-        t_count + gi, t_count + owner,
-        order_rows, order_rows,
-    ])  # fmt: skip
-    cols = np.concatenate([np.arange(nb), bi, z, z[order_idx], z[order_idx + 1]])
-    vals = np.concatenate([
-        np.ones(nb), w[gi, bi], -deltas, np.ones(n_order), -np.ones(n_order)
-    ])  # fmt: skip
-    n_rows = t_count + g_count + n_order
-    kappas = []
-    for members, kappa in top_rows:
-        members = np.asarray(members, np.int64)
-        rows = np.concatenate([rows, np.full(members.size, n_rows)])
-        cols = np.concatenate([cols, z[first[members] + sizes[members] - 1]])
-        vals = np.concatenate([vals, np.ones(members.size)])
-        kappas.append(float(kappa))
-        n_rows += 1
-    matrix = sp.csr_matrix((vals, (rows, cols)), shape=(n_rows, nb + n_z))
-    row_lo = np.concatenate([
-        np.full(t_count, -np.inf), np.zeros(g_count + n_order), np.full(len(kappas), -np.inf)
-    ])  # fmt: skip
-    row_hi = np.concatenate([totals, np.full(g_count + n_order, np.inf), kappas])
-    var_lo = np.zeros(nb + n_z)
-    var_hi = np.concatenate([np.repeat(totals, m_count), np.ones(n_z)])
-    return OrderedModel(var_lo, var_hi, objective, row_lo, row_hi, matrix, first)
-
-
 def _build(levels, weights, totals, hint_b, top_rows=()):
     """The ordered MILP over `levels` (reachable levels, >= 1 group) as a SCIP-ready model."""
     totals = np.asarray(totals, np.float64)
     t_count, _, m_count = weights.shape
     nb = t_count * m_count
-    data = ordered_model(levels, weights, totals, top_rows)
+    data = _relax.ordered_model(levels, weights, totals, top_rows)
     z = nb + np.arange(data.var_lo.size - nb)
     first = data.first
     model = mbh.ModelBuilderHelper()
