@@ -90,7 +90,7 @@ class Engine:
         self.weights = weights
         self.mode = mode
         self.time_limit_s = time_limit_s
-        self.milp_solver = milp.SOLVERS[milp_solver]
+        self.milp_solver = milp.SOLVERS[milp_solver] if mode == "milp" else None
         self.milp_options = milp.check_options(milp_options)
         self.attacks: list[tuple[np.ndarray, np.ndarray]] = []  # (totals, spend b) found
         self.zero_at: list[np.ndarray] = []  # totals where nothing was certified

@@ -42,7 +42,7 @@ import numpy as np
 
 from lrsjax import _checks
 from lrsjax.base_certs import budget_totals
-from lrsjax.collective import _engine, _levels, _problem
+from lrsjax.collective import _engine, _levels, _problem, milp
 
 MODES = _engine.MODES
 MILP_SOLVERS = _engine.MILP_SOLVERS
@@ -97,7 +97,7 @@ class CollectiveResult(NamedTuple):
 
 def _check_options(mode, time_limit_s, milp_solver, budget_transform=None):
     _checks.one_of("mode", mode, MODES)
-    _checks.one_of("milp_solver", milp_solver, MILP_SOLVERS)
+    _checks.one_of("milp_solver", milp_solver, tuple(milp.SOLVERS))
     if time_limit_s is not None:
         if isinstance(time_limit_s, bool) or not isinstance(time_limit_s, int | float):
             _checks.fail("time_limit_s", time_limit_s, "must be a number or None", "E.g. 10.")
