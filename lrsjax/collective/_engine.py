@@ -1,4 +1,4 @@
-"""Per-budget solving: naive filter, relaxation or exact MILP, sound rounding (SPEC 6).
+"""Per-budget solving: naive filter, relaxation or exact MILP, sound rounding (docs/math.md 6).
 
 `Engine` keeps what carries over from one budget to the next: spends of attacks found at
 smaller budgets (still feasible, so they seed the MILP's incumbent), the LP's last spends (they
@@ -33,12 +33,12 @@ class BudgetOutcome(NamedTuple):
 
 
 def tolerance(remaining: int) -> float:
-    """Rounding slack of SPEC 6: larger than any solver or float64 error on the bound."""
+    """Rounding slack of docs/math.md 6: larger than any solver or float64 error on the bound."""
     return 1e-6 * max(1, remaining)
 
 
 def certified_count(naive: int, remaining: int, attack_bound: float) -> int:
-    """`naive + |T| - floor(U + tol)`, clipped to [naive, naive + |T|] (SPEC 6)."""
+    """`naive + |T| - floor(U + tol)`, clipped to [naive, naive + |T|] (docs/math.md 6)."""
     attacked = int(np.floor(attack_bound + tolerance(remaining)))
     return naive + remaining - min(remaining, max(attacked, 0))
 

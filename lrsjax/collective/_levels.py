@@ -1,4 +1,4 @@
-"""Per-group attack levels: the data every collective solver works on (SPEC 6).
+"""Per-group attack levels: the data every collective solver works on (docs/math.md 6).
 
 Within group `k` every output sees the same spend `P_k = (W b)_k`, and output `n` is attacked iff
 `P_k >= eta[n]`. So the adversary attacks a prefix of the group's outputs sorted by eta, and a

@@ -27,7 +27,8 @@ from lrsjax.base_certs import BUDGET_KINDS, BaseCertificates, budget_totals
 
 
 class CollectiveProblem(NamedTuple):
-    """Rows of the collective certificate (SPEC 6); every row stands for `multiplicity` outputs.
+    """Rows of the collective certificate (docs/math.md 6); each row stands for `multiplicity`
+    outputs.
 
     Fields (R rows, D outputs of the base certificates, T budget types, K groups, M regions):
       eta: float64 [R] > 0, the row's threshold (output kept while `(W b)_group < eta`).
@@ -78,12 +79,12 @@ class Transform(NamedTuple):
 
 
 def from_base_certs(base_certs: BaseCertificates, targets=None) -> CollectiveProblem:
-    """The collective problem of the target set T (SPEC 6): one row per output in `targets`
+    """The collective problem of the target set T (docs/math.md 6): one row per output in `targets`
     that does not abstain.
 
     Args:
-      base_certs: `BaseCertificates` (SPEC 5).
-      targets: bool [D] or None (all outputs). SPEC 6's two target sets are two masks: `all`
+      base_certs: `BaseCertificates` (docs/math.md 5).
+      targets: bool [D] or None (all outputs). docs/math.md 6's two target sets are two masks: `all`
         (every evaluated output) and `correct` (also equal to the label, for certified accuracy).
     Returns:
       `CollectiveProblem` with multiplicity 1 per row; `row_of_output[d]` is d's row or -1.
@@ -263,7 +264,7 @@ def share() -> Transform:
     """Exact: merges rows with equal group and eta into one row with the summed multiplicity.
 
     Attacking one such row costs exactly as much as attacking all of them (same group, same
-    threshold), so every relaxation and the MILP are unchanged (SPEC 6)."""
+    threshold), so every relaxation and the MILP are unchanged (docs/math.md 6)."""
 
     def apply(problem: CollectiveProblem) -> CollectiveProblem:
         if problem.num_rows == 0:

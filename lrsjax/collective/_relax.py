@@ -1,6 +1,6 @@
 """LP relaxations of the collective problem as per-group hypographs, with a rigorous dual bound.
 
-Every relaxation here has the form (SPEC 6)
+Every relaxation here has the form (docs/math.md 6)
 
     maximize  sum_g f_g(P_g)   over   P_g <= (W b)_{k_g},  sum_j b[t, j] <= total_t,  b >= 0,
               P_g >= lower_g
@@ -68,7 +68,8 @@ class Concave(NamedTuple):
 
 
 def paper_function(eta: np.ndarray, count: np.ndarray) -> Concave:
-    """`F(r) = sum_m c_m min(1, r / eta_m)` for sorted distinct `eta` (the paper's LP, SPEC 6).
+    """`F(r) = sum_m c_m min(1, r / eta_m)` for sorted distinct `eta` (the paper's LP, docs/math.md
+    6).
 
     Thresholds within `MERGE_RTOL` (relative) of the previous one are merged into the smaller
     one first. Lowering a threshold only raises `F`, so every bound on the merged function is a
@@ -207,7 +208,7 @@ class Relaxation(NamedTuple):
     """Outcome of `solve_relaxation`.
 
     Fields:
-      bound: float, a rigorous upper bound on the relaxation's optimum (U(lam), SPEC 6).
+      bound: float, a rigorous upper bound on the relaxation's optimum (U(lam), docs/math.md 6).
       b: float64 [T, M] the LP's spend (None if GLOP failed on the first round).
       power: float64 [G] the LP's P_g.
       lam: float64 [G] the multipliers behind `bound`.

@@ -1,4 +1,4 @@
-"""Collective certificates for many budgets: paper LP, concave-hull LP, exact MILP (SPEC 6).
+"""Collective certificates for many budgets: paper LP, concave-hull LP, exact MILP (docs/math.md 6).
 
 Within a group every row sees the same spend `P_k = (W b)_k`, so the adversary attacks a prefix
 of the group's rows sorted by eta: a group is its sorted distinct etas `E_i` and cumulative

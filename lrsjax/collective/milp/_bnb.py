@@ -1,4 +1,4 @@
-"""Exact collective MILP by branch and bound over per-group attack levels (SPEC 6).
+"""Exact collective MILP by branch and bound over per-group attack levels (docs/math.md 6).
 
 The exact problem: choose one level `i_g` per group (attack the outputs with `eta <= E_{g,i_g}`)
 maximizing `sum_g C_{g,i_g}`, subject to a feasible spend: some `b >= 0` with

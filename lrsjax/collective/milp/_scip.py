@@ -1,4 +1,4 @@
-"""The exact collective MILP as a generic model for SCIP (SPEC 6), built from sparse arrays.
+"""The exact collective MILP as a generic model for SCIP (docs/math.md 6), built from sparse arrays.
 
 Ordered formulation: per group g binaries `z_g1 >= z_g2 >= ... >= z_gL` (z_gi = 1: the outputs at
 level i are attacked; ordering makes the attacked set a prefix, as in every optimal attack),
