@@ -16,13 +16,13 @@ from lrsjax.models import (
     graph_to_jraph,
     init_graph_model,
 )
+from lrsjax.noise import isotropic_bernoulli
 from lrsjax.training import (
     GraphTrainHistory,
     load_graph_model,
     save_graph_model,
     train_graph_model,
 )
-from lrsjax.training._graph import _flip_attributes
 
 
 @pytest.fixture(autouse=True)
@@ -166,16 +166,21 @@ def test_one_node_no_edges():
     np.testing.assert_array_equal(np.asarray(graph_apply_fn(model, bare)(params, x)), 0.0)
 
 
-def test_flip_attributes_exact_marginals():
+def test_training_flips_come_from_the_certification_sampler_with_exact_marginals():
+    # train_graph_model draws its augmentation with the sampler of isotropic_bernoulli's plug-in
     rng = np.random.default_rng(0)
     x = (rng.random((6, 5)) < 0.4).astype(np.float32)
     base = from_scipy(sp.csr_matrix(x))
     p_plus, p_minus, samples = 0.1, 0.3, 3000
-    cap = 40
+    flip_noise = isotropic_bernoulli(6, p_plus, p_minus)
+    sampler = flip_noise.prepare(flip_noise, base, num_features=5)
+    params = jax.tree.map(lambda leaf: leaf[0], sampler.per_group)
     keys = jax.random.split(jax.random.key(0), samples)
     # lax.map compiles the sampler once (a vmapped sampler takes several times longer to compile).
     flip = jax.jit(
-        lambda ks: jax.lax.map(lambda k: _flip_attributes(k, base, 5, 30, p_plus, p_minus, cap), ks)
+        lambda ks: jax.lax.map(
+            lambda k: sampler.sample(sampler.config, k, sampler.x, params, sampler.common)[0], ks
+        )
     )
     out = flip(keys)
     lin = np.where(np.asarray(out.valid), np.asarray(out.rows) * 5 + np.asarray(out.cols), -1)
@@ -266,6 +271,10 @@ def test_checkpoint_and_training_errors(tmp_path):
         train_graph_model(jax.random.key(0), GCN(8, 2), graph, [0, 1], [1, 3], epochs=1)
     with pytest.raises(ValueError, match="noise_plus"):
         train_graph_model(jax.random.key(0), GCN(8, 2), graph, [0], [1], epochs=1, noise_plus=1.0)
+    with pytest.raises(ValueError, match="noise_plus.*1e-6"):
+        train_graph_model(
+            jax.random.key(0), GCN(8, 2), graph, [0], [1], epochs=1, noise_plus=0.0, noise_minus=0.5
+        )
     with pytest.raises(ValueError, match="select_on"):
         train_graph_model(jax.random.key(0), GCN(8, 2), graph, [0], [1], select_on="noisy")
     with pytest.raises(ValueError, match="model"):

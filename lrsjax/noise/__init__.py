@@ -7,6 +7,7 @@ Every factory returns a `Noise` (see its docstring and `docs/design.md`, "Add a 
 `Smoothing` is another name of `Noise`, and `check_smoothing` of `check_noise`.
 """
 
+from lrsjax.noise import _additive
 from lrsjax.noise._bernoulli import clustered_bernoulli, isotropic_bernoulli
 from lrsjax.noise._clusters import (
     affinity_ranks,
@@ -27,7 +28,6 @@ from lrsjax.noise._samplers import (
     gaussian_std_map,
     make_sparse_bernoulli_sampler,
     ones_bitmap,
-    perturb_gaussian,
     region_layout,
     sample_dense_bernoulli,
     sample_gaussian,
@@ -35,6 +35,8 @@ from lrsjax.noise._samplers import (
     standard_normal,
 )
 from lrsjax.noise._uniform import isotropic_uniform, localized_uniform
+
+perturb_gaussian = _additive.perturb
 
 Smoothing = Noise
 check_smoothing = check_noise

@@ -48,21 +48,6 @@ def gaussian_std_map(stds_row, region):
     return jnp.asarray(stds_row)[jnp.asarray(region)]
 
 
-def perturb_gaussian(x, std_map, noise):
-    """`x + std_map * noise`, with masked pixels (`std_map = inf`) replaced by 0 (SPEC 2).
-
-    Args:
-      x: float [..., C, H, W] clean image(s) in pixel units.
-      std_map: float [H, W] per-pixel standard deviation (the same for every channel).
-      noise: float [..., C, H, W] standard-normal draws (may be shared by several groups: SPEC 3).
-    Returns:
-      float [..., C, H, W], a sample of `N(x, diag(std_map^2))` with masked pixels zeroed.
-    """
-    masked = jnp.isinf(std_map)
-    finite_std = jnp.where(masked, 0.0, std_map).astype(noise.dtype)
-    return jnp.where(masked, jnp.zeros((), noise.dtype), x + finite_std * noise)
-
-
 def standard_normal(key, shape, dtype=jnp.float32):
     """Standard-normal draws using 24 random bits each (4 draws per 3 random words).
 
@@ -92,10 +77,12 @@ def standard_normal(key, shape, dtype=jnp.float32):
 
 
 def sample_gaussian(key, x, std_map):
-    """One sample of localized Gaussian noise around `x` [C, H, W]; see `perturb_gaussian`."""
+    """One sample of localized Gaussian noise around `x` [C, H, W]: `x + std_map * e`, masked
+    pixels (`std_map = inf`) replaced by 0 (`perturb_gaussian`)."""
+    from lrsjax.noise._additive import perturb
+
     x = jnp.asarray(x)
-    noise = standard_normal(key, x.shape, x.dtype)
-    return perturb_gaussian(x, std_map, noise)
+    return perturb(x, std_map, standard_normal(key, x.shape, x.dtype))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -270,7 +257,9 @@ def make_sparse_bernoulli_sampler(num_rows: int, num_cols: int, addition_capacit
         # Additions: Poisson thinning. Arrival times of a rate-1 Poisson process on the time axis
         # [0, Lambda), cut into consecutive intervals of length Lambda_j = lam_j * size_j * F, one
         # per region: the numbers of arrivals in the intervals are independent Poisson(Lambda_j).
-        region_rates = jnp.asarray(addition_rates_row, jnp.float32) * sizes * num_cols
+        region_rates = (
+            jnp.asarray(addition_rates_row, jnp.float32) * sizes.astype(jnp.float32) * num_cols
+        )
         bounds = jnp.cumsum(region_rates)
         uniform = (gap_words.astype(jnp.float32) + 1.0) * np.float32(2.0**-32)  # in (0, 1]
         arrivals = jnp.cumsum(-jnp.log(uniform))  # Exp(1) gaps

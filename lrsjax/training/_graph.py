@@ -1,9 +1,9 @@
 """Training GCN/APPNP node classifiers with Bernoulli attribute-flip augmentation (optax).
 
 Smoothed graph classifiers see attribute matrices with random flips (0 -> 1 with `theta_plus`,
-1 -> 0 with `theta_minus`, SPEC 2); training on such samples makes the base model accurate under
-that noise. Training is not a certificate, but the flips drawn here are exact all the same (see
-`_flip_attributes`).
+1 -> 0 with `theta_minus`); training on such samples makes the base model accurate under that
+noise. The flips come from the sampler of `lrsjax.noise.isotropic_bernoulli`, the very sampler
+that certification uses (exact Poisson thinning on sparse attributes).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from lrsjax.models._gnn import (
     model_config,
     model_from_config,
 )
+from lrsjax.noise import isotropic_bernoulli
 from lrsjax.training._checkpoint import load_checkpoint, read_metadata, save_checkpoint
 
 _FORMAT = "lrsjax-graph-model/1"
@@ -120,9 +121,10 @@ def train_graph_model(
       key: JAX PRNG key (initialisation, noise and dropout).
       model: an lrsjax.models GCN or APPNP with `num_features == graph.num_features`.
       graph: an lrsjax.data Graph (0/1 attributes).
-      train_idx, val_idx: disjoint int node indices; never certify these (SPEC 9).
+      train_idx, val_idx: disjoint int node indices; never certify these (they pick the model).
       epochs: maximal number of epochs; learning_rate: Adam step size; weight_decay: L2 factor.
-      noise_plus, noise_minus: flip probabilities of the augmentation, in [0, 1).
+      noise_plus, noise_minus: flip probabilities of the augmentation: both in (0, 1), or both 0
+        for clean training.
       patience: epochs without validation improvement before stopping.
       select_on: "auto", "clean" or "noisy" (see above; "noisy" needs noise).
       val_noise_samples: number of fixed noisy validation draws (used only with noise).
@@ -180,13 +182,27 @@ def train_graph_model(
     if n * f >= 2**31 - 1:
         fail("graph", (n, f), "must have N * F < 2**31 (int32 positions)", "Use a smaller graph.")
 
-    add_capacity = _addition_capacity(n * f, noise_plus)
+    if noisy and (noise_plus == 0 or noise_minus == 0):
+        zero = "noise_plus" if noise_plus == 0 else "noise_minus"
+        fail(
+            zero,
+            0.0,
+            "must be in (0, 1) when the other flip probability is positive (the sampler of "
+            "lrsjax.noise, shared with certification, needs both)",
+            f"Pass a tiny positive {zero} such as 1e-6, or 0 for both (clean training).",
+        )
+    clean_x = from_scipy(attributes)
+    if noisy:
+        flip_noise = isotropic_bernoulli(n, noise_plus, noise_minus)
+        sampler = flip_noise.prepare(flip_noise, clean_x, num_features=f)
+        flip_params = jax.tree.map(lambda leaf: leaf[0], sampler.per_group)
 
     def flip(k, x):
-        return _flip_attributes(k, x, f, n * f, noise_plus, noise_minus, add_capacity)
+        # an overflow of the addition slots (probability < 1e-12 per draw) only caps the additions
+        noisy_x, _ = sampler.sample(sampler.config, k, x, flip_params, sampler.common)
+        return noisy_x
 
     k_init, k_steps, k_val = jax.random.split(key, 3)
-    clean_x = from_scipy(attributes)
     if noisy:
         val_keys = jax.random.split(k_val, val_noise_samples)
         val_x = jax.jit(lambda ks, x: jax.lax.map(lambda k: flip(k, x), ks))(val_keys, clean_x)
@@ -272,57 +288,6 @@ def train_graph_model(
         num_step_traces=int(traces[0]),
     )
     return best[0], history
-
-
-def _flip_attributes(key, x, num_cols, total, noise_plus, noise_minus, add_capacity):
-    """Flips every bit of the binary matrix `x` independently: 0 -> 1 w.p. `noise_plus`,
-    1 -> 0 w.p. `noise_minus`; returns a SparseBinary of capacity `x.capacity + add_capacity`.
-
-    Deletions: one Bernoulli per stored one. Additions (SPEC 3): `K ~ Poisson(total * lam)` uniform
-    positions among all `total = N * F` positions, `lam = -log(1 - noise_plus)`, with replacement;
-    hits on positions that are ones of `x` are dropped, and of repeated hits only the first is
-    kept (found with two scatters into `[total]` scratch arrays, no sort). Each zero is then hit
-    with probability exactly `1 - exp(-lam) = noise_plus`, independently of the others. `K` is
-    drawn as the number of partial sums of i.i.d. Exp(1) variables that stay <= `total * lam`
-    (the arrivals of a unit-rate Poisson process; much cheaper to compile than
-    `jax.random.poisson`). Inexact only through float32 rounding of those sums and the capacity:
-    if `K > add_capacity` the surplus is dropped; `add_capacity` is the mean plus 10 standard
-    deviations, so that happens with probability below 1e-20. Good for training; certificates
-    need the samplers of lrsjax.sampling.
-    """
-    k_delete, k_count, k_position = jax.random.split(key, 3)
-    keep = x.valid
-    if noise_minus > 0:
-        keep = keep & ~jax.random.bernoulli(k_delete, noise_minus, keep.shape)
-    if add_capacity == 0:
-        return SparseBinary(rows=x.rows, cols=x.cols, valid=keep)
-    rate = total * -math.log1p(-noise_plus)
-    # K ~ Poisson(rate) as the number of arrivals in [0, rate] of a unit-rate Poisson process.
-    arrivals = jnp.cumsum(jax.random.exponential(k_count, (add_capacity,)))
-    add_valid = arrivals <= rate
-    position = jax.random.randint(k_position, (add_capacity,), 0, total, dtype=jnp.int32)
-    slot = jnp.arange(add_capacity, dtype=jnp.int32)
-    outside = jnp.int32(total)  # out-of-bounds index: dropped by the scatters below
-    ones_at = jnp.where(x.valid, x.rows * num_cols + x.cols, outside)
-    occupied = jnp.zeros(total, bool).at[ones_at].set(True, mode="drop")
-    first = (
-        jnp.full(total, add_capacity, jnp.int32)
-        .at[jnp.where(add_valid, position, outside)]
-        .min(slot, mode="drop")
-    )
-    fresh = add_valid & ~occupied[position] & (first[position] == slot)
-    return SparseBinary(
-        rows=jnp.concatenate([x.rows, position // num_cols]),
-        cols=jnp.concatenate([x.cols, position % num_cols]),
-        valid=jnp.concatenate([keep, fresh]),
-    )
-
-
-def _addition_capacity(total: int, noise_plus: float) -> int:
-    if noise_plus <= 0:
-        return 0
-    mean = total * -math.log1p(-noise_plus)
-    return int(math.ceil(mean + 10.0 * math.sqrt(mean) + 10.0))
 
 
 def _node_index(name, index, n) -> np.ndarray:

@@ -43,7 +43,7 @@ from lrsjax.models._unet import (
     segmentation_apply_fn,
     unet_from_config,
 )
-from lrsjax.noise import grid_cells, localized_stds, perturb_gaussian
+from lrsjax.noise import grid_cells, localized_stds, perturb_gaussian, standard_normal
 from lrsjax.results import confusion_matrix, mean_iou
 from lrsjax.training._checkpoint import load_checkpoint, read_metadata, save_checkpoint
 
@@ -138,7 +138,9 @@ def noisy_batch(key, images, cells, stds, group):
     stds = jnp.asarray(stds, jnp.float32)
     std_map = stds[group[:, None, None], jnp.maximum(cells, 0)]
     std_map = jnp.where(cells >= 0, std_map, 0.0)
-    noise = jax.random.normal(key, images.shape, images.dtype)
+    # the draws and the perturbation of lrsjax.noise's Gaussian plug-in: training sees exactly the
+    # noise that certification samples
+    noise = standard_normal(key, images.shape, images.dtype)
     return jax.vmap(perturb_gaussian)(images, std_map, noise)
 
 
