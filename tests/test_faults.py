@@ -492,7 +492,7 @@ def test_failing_solver_gives_a_sound_labelled_count_or_an_error(
     from ortools.linear_solver.python import model_builder_helper as mbh
 
     from lrsjax import collective
-    from lrsjax.collective import _scip
+    from lrsjax.collective.milp import _scip
 
     certs = _hard_instance(1)
     exact = _exact_counts(1)

@@ -45,7 +45,3 @@ from lrsjax.collective._solve import (
     solve,
 )
 from lrsjax.collective.milp import MilpOptions
-
-# `lrsjax.collective._scip` names the module now in `milp` (callers that patch its SCIP
-# solver patch the one the MILP uses).
-from lrsjax.collective.milp import _scip  # isort: skip
