@@ -22,11 +22,11 @@ Cases:
               a 50 x 50 grid of (additions, deletions) budgets with the exact MILP.
   graph_fine  the same problem on a 50 x 50 grid that spans the region where certificates are
               non-zero (additions 0..4.9 in steps of 0.1, real-valued totals): a stress test.
-Problems are synthetic but shaped like real ones (SPEC 2, 5): W = 1/S^2 from the localized std
-grid (0.15 -> 1.0 by l_inf cell distance), eta = Phi^{-1}(p_lower)^2 with 60% of the outputs at the
-Bonferroni ceiling p = 0.9985 and the rest p ~ Beta(6, 1); graphs: per-rank flip probabilities
-(0.01, 0.6) -> (0.01, 0.95), gamma costs from SPEC 5, variance-constrained etas. Timings are wall
-clock on the machine that runs it (shared machines make them pessimistic).
+Problems are synthetic but shaped like real ones (docs/math.md §2, §5): W = 1/S^2 from the
+localized std grid (0.15 -> 1.0 by l_inf cell distance), eta = Phi^{-1}(p_lower)^2 with 60% of the
+outputs at the Bonferroni ceiling p = 0.9985 and the rest p ~ Beta(6, 1); graphs: per-rank flip
+probabilities (0.01, 0.6) -> (0.01, 0.95), the gamma costs of docs/math.md §5, variance-constrained
+etas. Timings are wall clock on the machine that runs it (shared machines make them pessimistic).
 """
 
 import argparse
@@ -62,7 +62,7 @@ def image_certs(rng, rows_per_cell, grid=(4, 6), ceiling_fraction=0.6):
 
 
 def graph_certs(rng, num_rows=2800, clusters=5, plus=(0.01, 0.01), minus=(0.6, 0.95)):
-    """Variance-constrained binary certificates (SPEC 5) on a random cluster affinity ranking."""
+    """Variance-constrained binary certificates (docs/math.md §5) on a random affinity ranking."""
     rank = np.zeros((clusters, clusters), np.int64)
     for c in range(clusters):
         others = rng.permutation([o for o in range(clusters) if o != c])

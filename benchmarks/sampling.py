@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lrsjax import noise, sampling
-from lrsjax._sparse import from_scipy
+from lrsjax.data import from_scipy
 
 DEFAULT_GRAPH = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "cora_ml.npz"
 IMAGE = (3, 64, 64)

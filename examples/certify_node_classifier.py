@@ -25,7 +25,7 @@ import jax
 import numpy as np
 
 import lrsjax
-from lrsjax import _sparse, base_certs, collective, data, models, noise, training
+from lrsjax import base_certs, collective, data, models, noise, training
 
 BUDGETS = np.array([[0, 0], [0, 1], [0, 2], [0, 3], [1, 0]])  # (additions, deletions)
 
@@ -53,7 +53,7 @@ def main(args):
     )
     smoothing = noise.clustered_bernoulli(clusters, ranks, theta_plus, theta_minus)
     cert = lrsjax.certify(
-        k_cert, apply_fn, params, _sparse.from_scipy(graph.attributes), smoothing,
+        k_cert, apply_fn, params, data.from_scipy(graph.attributes), smoothing,
         n0=args.n0, n=args.n, alpha=0.01, batch_size=64, outputs=test_idx,
         num_features=graph.num_features,
     )  # fmt: skip

@@ -2,10 +2,12 @@
 
 Public surface:
   lrsjax.certify, lrsjax.Certificate   one-call certification of a multi-output model
+  lrsjax.SparseBinary  the sparse binary attribute format of graph inputs (also lrsjax.data)
+  lrsjax.noise        noise plug-ins: localized Gaussian, Laplace and uniform grids, Bernoulli
+  lrsjax.estimators   estimator plug-ins: majority vote, Clopper-Pearson, DKW moments
   lrsjax.stats        Clopper-Pearson, multiple-testing corrections, DKW bounds (host, float64)
   lrsjax.base_certs   BaseCertificates and the certificates that produce them
   lrsjax.collective   collective LP/MILP certificates on OR-Tools, composable problem transforms
-  lrsjax.noise        smoothing distributions (localized Gaussian grids, clustered Bernoulli)
   lrsjax.sampling     jit/vmap sampling and counting kernels, sharded over devices
   lrsjax.models, lrsjax.data, lrsjax.training, lrsjax.results
 
@@ -21,6 +23,7 @@ _SUBPACKAGES = (
     "cli",
     "collective",
     "data",
+    "estimators",
     "models",
     "noise",
     "pipelines",
@@ -30,8 +33,9 @@ _SUBPACKAGES = (
     "training",
 )
 _FROM_CERTIFY = ("certify", "Certificate")
+_FROM_SPARSE = ("SparseBinary",)
 
-__all__ = ["__version__", *_FROM_CERTIFY, *_SUBPACKAGES]
+__all__ = ["__version__", *_FROM_CERTIFY, *_FROM_SPARSE, *_SUBPACKAGES]
 
 
 def __getattr__(name):
@@ -39,6 +43,8 @@ def __getattr__(name):
         return importlib.import_module(f"lrsjax.{name}")
     if name in _FROM_CERTIFY:
         return getattr(importlib.import_module("lrsjax._certify"), name)
+    if name in _FROM_SPARSE:
+        return getattr(importlib.import_module("lrsjax._sparse"), name)
     raise AttributeError(f"module 'lrsjax' has no attribute {name!r}")
 
 

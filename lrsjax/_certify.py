@@ -17,10 +17,9 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
-from lrsjax import _checks, _keys, _progress, estimators
+from lrsjax import _checks, _keys, _progress, estimators, sampling
 from lrsjax.base_certs import BaseCertificates
-from lrsjax.noise._plugin import Noise, check_noise
-from lrsjax.sampling import _kernels
+from lrsjax.noise import Noise, check_noise
 
 CORRECTIONS = estimators.CORRECTIONS
 CERTIFICATES = ("neyman_pearson", "variance")
@@ -147,7 +146,7 @@ def certify(
       alpha: family-wise error probability in (0, 1).
       batch_size: samples per model call (per device). Values above `max(n0, n)` are lowered to
         it (one batch either way: the counts do not change). A batch whose estimated memory
-        (`sampling._kernels.check_batch_memory`) exceeds half of the available memory is refused
+        (`sampling.sampling.check_batch_memory`) exceeds half of the available memory is refused
         with a ValueError that gives the largest batch size that fits; it is never reduced
         silently, since the counts of a key depend on the batch size.
       correction: "bonferroni" (default), "holm" (needs `tau`; Neyman-Pearson only) or
@@ -199,7 +198,7 @@ def certify(
     prepared = noise.prepare(
         noise, x, num_features=num_features, addition_capacity=addition_capacity
     )
-    num_classes = _kernels.check_logits(
+    num_classes = sampling.check_logits(
         apply_fn, params, prepared.example, noise.output_shape, None
     )
     # A batch larger than the samples asked for only costs memory. Lowering it changes no count:
@@ -208,7 +207,7 @@ def certify(
     # not by the batch's size; tests/test_faults.py checks it).
     batch_size = min(batch_size, max(n0, n))
     select = estimators.majority_vote()
-    _kernels.check_batch_memory(
+    sampling.check_batch_memory(
         batch_size, bytes_per_element=prepared.bytes_per_element,
         estimators=(select, estimator), num_classes=num_classes,
         num_outputs=noise.num_outputs, input_size=prepared.input_size,
@@ -321,7 +320,7 @@ class _Stage(NamedTuple):
         result is identical to one call. Compile time goes to `clock["compile_s"]`, the rest of
         the stage to `clock[name + "_s"]`. Raises on overflow and on non-finite logits.
         """
-        run = _kernels.kernel(
+        run = sampling.kernel(
             self.apply_fn, self.noise, self.prepared, estimator, batch_size=self.batch_size,
             num_classes=self.num_classes, devices=self.devices, per_example=self.per_example,
         )  # fmt: skip
@@ -343,13 +342,13 @@ class _Stage(NamedTuple):
             ]
         start = time.perf_counter()
         total = None
-        with bar, _kernels.compile_clock() as compile_time:
+        with bar, sampling.compile_clock() as compile_time:
             for lo, hi in ranges:
                 part = run.count(
                     key, self.params, num_samples, target=target, active=self.active,
                     batches=(lo, hi),
                 )  # fmt: skip
-                total = part if total is None else _kernels.add_counts(total, part)
+                total = part if total is None else sampling.add_counts(total, part)
                 if not bar.disable:
                     total.overflow.block_until_ready()
                     done = min(hi * self.batch_size, num_samples) * num_active
@@ -363,7 +362,7 @@ class _Stage(NamedTuple):
         self.clock["samples"] += samples
         if bool(total.overflow):
             raise RuntimeError(self.prepared.overflow_message or "A sample overflowed.")
-        _kernels.raise_on_nonfinite(total)
+        sampling.raise_on_nonfinite(total)
         return np.asarray(total.counts, np.int64)
 
 

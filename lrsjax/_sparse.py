@@ -1,7 +1,7 @@
 """Padded sparse binary matrices: the input format of sparse-aware graph models.
 
 A perturbed attribute matrix of a graph is kept as the list of its ones, so that a model's first
-layer costs O(ones + flips) instead of O(nodes x features) (SPEC 3).
+layer costs O(ones + flips) instead of O(nodes x features) (docs/math.md §3).
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from typing import NamedTuple
 
 import jax.numpy as jnp
 import numpy as np
+from scipy import sparse
 
 
 class SparseBinary(NamedTuple):
@@ -62,6 +63,13 @@ def to_dense(x: SparseBinary, num_rows: int, num_cols: int) -> jnp.ndarray:
 
 
 def _dense_to_coo(arr: np.ndarray):
-    import scipy.sparse as sp
+    return sparse.coo_matrix(arr)
 
-    return sp.coo_matrix(arr)
+
+def with_diagonal(matrix, value: float):
+    """`matrix` (square, CSR) with its diagonal set to `value`, explicit zeros removed."""
+    n = matrix.shape[0]
+    out = matrix - sparse.diags(matrix.diagonal()) + value * sparse.identity(n, format="csr")
+    out = sparse.csr_matrix(out, dtype=matrix.dtype)
+    out.eliminate_zeros()
+    return out

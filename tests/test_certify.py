@@ -409,37 +409,6 @@ def test_gaussian_variance_certificate_bounds_the_true_score_moments():
     np.testing.assert_allclose(cert.radius[ok], np.sqrt(base.eta[ok] * 0.2**2))
 
 
-def test_public_names():
-    assert set(lrsjax.noise.__all__) >= {
-        "Smoothing",
-        "grid_cells",
-        "localized_stds",
-        "affinity_ranks",
-        "rank_flip_probabilities",
-        "flip_matrices",
-        "localized_gaussian",
-        "clustered_bernoulli",
-        "make_sparse_bernoulli_sampler",
-        "sample_gaussian",
-        "sample_dense_bernoulli",
-    }
-    assert lrsjax.sampling.__all__ == [
-        "INPUT_FORMATS",
-        "MODES",
-        "Counts",
-        "default_addition_capacity",
-        "make_counter",
-    ]
-    for module in (lrsjax.noise, lrsjax.sampling):
-        for name in module.__all__:
-            assert hasattr(module, name), name
-    assert lrsjax.certify.__name__ == "certify" and lrsjax.Certificate._fields[:3] == (
-        "prediction",
-        "abstain",
-        "tested",
-    )
-
-
 @pytest.mark.slow
 def test_linear_certificate_approaches_the_truth_as_n_grows():
     weights, bias, x, params = _linear_problem(7)

@@ -471,16 +471,6 @@ def test_bad_inputs_raise_clear_errors():
     assert collective.solve(filtered, [0.1, 0.2]).certified.tolist() == [2, 2]
 
 
-def test_public_names():
-    expected = {
-        "CollectiveProblem", "CollectiveResult", "MILP_SOLVERS", "MODES", "Transform", "binning",
-        "certify_collective", "chain", "from_base_certs", "max_costs", "naive_filter", "share",
-        "solve", "with_totals",
-    }  # fmt: skip
-    public = {n for n in dir(collective) if not n.startswith("_")}
-    assert expected <= public
-
-
 @pytest.mark.slow
 @settings(max_examples=15)
 @given(small_problems(max_rows=12))

@@ -344,20 +344,3 @@ def test_metis_clusters():
     np.testing.assert_array_equal(clusters, metis_clusters(jax.random.key(2), graph.adjacency, 7))
     empty = metis_clusters(jax.random.key(0), sp.csr_matrix((5, 5)), 4)
     assert np.all(np.bincount(empty, minlength=4) > 0)
-
-
-def test_public_names():
-    import lrsjax.data
-    import lrsjax.models
-    import lrsjax.training
-
-    for module, names in [
-        (lrsjax.data, ["Graph", "load_npz_graph", "split_nodes", "synthetic_graph"]),
-        (lrsjax.data, ["spectral_clusters", "metis_clusters"]),
-        (lrsjax.models, ["GCN", "APPNP", "SparseDense", "graph_apply_fn", "graph_to_jraph"]),
-        (lrsjax.models, ["init_graph_model"]),
-        (lrsjax.training, ["train_graph_model", "save_graph_model", "load_graph_model"]),
-        (lrsjax.training, ["GraphTrainHistory"]),
-    ]:
-        for name in names:
-            assert hasattr(module, name), f"{module.__name__}.{name}"

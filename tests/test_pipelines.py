@@ -6,23 +6,17 @@ import pathlib
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
+import scipy.sparse
 
-from lrsjax import pipelines, results
-from lrsjax.pipelines._graph import STAGES
+from lrsjax import models, pipelines, results, training
+from lrsjax.pipelines import _graph, _segmentation
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-
-TINY_SEG = dict(
-    image_size=16, num_classes=3, num_train_images=8, num_images=2, depth=1, width=4,
-    train_steps=10, train_batch_size=4, grid=(2, 2), n0=8, n=64, batch_size=16,
-    budget_min=0.0, budget_max=0.3, budget_steps=4, num_bins=8,
-)  # fmt: skip
-TINY_GRAPH = dict(
-    epochs=10, patience=5, hidden=8, num_clusters=3, n0=16, n=200, batch_size=32,
-    max_additions=1, max_deletions=2, deletion_step=1, time_limit_s=5.0, budget_grid="full",
-)  # fmt: skip
+# sample, collective (all), collective (correct), two baseline samplings, write results
+GRAPH_STAGES = 6
 
 
 def _quiet(*args, **kwargs):
@@ -30,7 +24,7 @@ def _quiet(*args, **kwargs):
 
 
 def test_segmentation_job_resumes_and_agrees(tmp_path, monkeypatch, capsys):
-    job = pipelines.SegmentationJob(out_dir=str(tmp_path / "seg"), **TINY_SEG)
+    job = pipelines.SegmentationJob.tiny(out_dir=str(tmp_path / "seg"))
     monkeypatch.setenv("LRSJAX_PROGRESS", "0")  # no bar: one log line per image instead
     lines = []
     run_path = pipelines.run_segmentation(job, log=lines.append)
@@ -84,13 +78,13 @@ def test_segmentation_job_resumes_and_agrees(tmp_path, monkeypatch, capsys):
 
 
 def test_graph_job_runs_and_is_consistent(tmp_path, monkeypatch, capsys):
-    job = pipelines.GraphJob(out_dir=str(tmp_path / "graph"), **TINY_GRAPH)
+    job = pipelines.GraphJob.tiny(out_dir=str(tmp_path / "graph"))
     monkeypatch.setenv("LRSJAX_PROGRESS", "1")  # draw the bars although stderr is captured
     run_path = pipelines.run_graph(job)
     captured = capsys.readouterr()
     # Bars on stderr for training and every stage; stdout holds the log and an intact table.
     assert "train APPNP" in captured.err
-    assert f"{len(STAGES)}/{len(STAGES)}" in captured.err
+    assert f"{GRAPH_STAGES}/{GRAPH_STAGES}" in captured.err
     assert "samples/s" in captured.err
     assert "\r" not in captured.out and "localized_milp" in captured.out
     run = results.RunDir.existing(run_path)
@@ -116,6 +110,66 @@ def test_job_validation_names_the_flag():
         pipelines.GraphJob(dataset="imagenet").validated()
     with pytest.raises(ValueError, match="budget_max"):
         pipelines.SegmentationJob(budget_min=1.0, budget_max=0.5).validated()
+
+
+def test_jobs_are_nested_sections_with_a_flat_view():
+    job = pipelines.SegmentationJob.tiny(n0=5)
+    assert job.sampling.n0 == job.n0 == 5 and job.smoothing.grid == (2, 2)
+    assert pipelines.SegmentationJob.from_flat(job.flat()) == job
+    assert job.replace(depth=3).unet.depth == 3
+    # a section given whole, a flat setting on top of it, the other sections at their defaults
+    by_section = pipelines.SegmentationJob(sampling=job.sampling, n=9)
+    assert (by_section.n0, by_section.n, by_section.batch_size) == (5, 9, job.batch_size)
+    assert by_section.depth == pipelines.SegmentationJob().depth
+    with pytest.raises(TypeError, match="bogus"):
+        pipelines.GraphJob(bogus=1)
+    # the flat view is what config.json and the flags hold: every setting once, by its name
+    assert list(pipelines.GraphJob().flat())[:2] == ["dataset", "data_dir"]
+
+
+def _save_unet(path, job):
+    model = models.UNet(num_classes=job.num_classes, depth=job.depth, base_width=job.width)
+    shape = (3, job.image_size, job.image_size)
+    params = models.init_segmentation_params(jax.random.key(0), model, shape)
+    job_settings = {**job.flat(), "grid": list(job.grid)}
+    metadata = {"noise": "localized", "job": job_settings}
+    training.save_segmentation_model(path, model, params, input_shape=shape, metadata=metadata)
+
+
+def test_a_saved_model_trained_otherwise_is_refused_or_retrained(tmp_path, monkeypatch):
+    job = pipelines.SegmentationJob.tiny(image_size=8, out_dir=str(tmp_path))
+    _save_unet(_segmentation.model_path(job, "localized"), job)
+    lines = []
+    _segmentation.get_model(job, "localized", log=lines.append)  # same settings: reused
+    assert any(line.startswith("reusing") for line in lines)
+    # settings of the other smoothing's training do not matter for this model
+    _segmentation.get_model(job.replace(sigma=0.5, n=7), "localized", log=lines.append)
+    deeper = job.replace(depth=2, train_steps=11)
+    with pytest.raises(ValueError, match=r"depth=2 \(saved: 1\).*train_steps.*--overwrite"):
+        _segmentation.get_model(deeper, "localized", log=lines.append)
+    trained = []
+    monkeypatch.setattr(_segmentation, "train_model", lambda *a, **k: trained.append(a) or "new")
+    overwrite = deeper.replace(overwrite=True)
+    assert _segmentation.get_model(overwrite, "localized", log=lines.append) == "new"
+    assert trained and "retraining" in lines[-1]
+
+
+def test_a_saved_graph_model_with_other_settings_is_refused(tmp_path):
+    job = pipelines.GraphJob.tiny(out_dir=str(tmp_path))
+    model = models.APPNP(num_features=4, num_classes=2, hidden_features=job.hidden)
+    tiny_graph = models.graph_to_jraph(scipy.sparse.eye(3, format="csr"))
+    params = models.init_graph_model(jax.random.key(0), model, tiny_graph)
+    path = _graph.model_path(job)
+    # a model saved without its settings still has its architecture checked
+    training.save_graph_model(path, model, params, {"train_seconds": 1.0})
+    with pytest.raises(ValueError, match="hidden=16"):
+        _graph.get_model(job.replace(hidden=16), None, None, None, log=_quiet)
+    training.save_graph_model(path, model, params, {"job": job.flat()})
+    with pytest.raises(ValueError, match="epochs=20"):
+        _graph.get_model(job.replace(epochs=20), None, None, None, log=_quiet)
+    lines = []
+    _graph.get_model(job, None, None, None, log=lines.append)
+    assert lines == [f"reusing {path}"]
 
 
 def _cli(*args, timeout=600):

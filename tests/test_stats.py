@@ -11,24 +11,6 @@ from scipy import stats as sps
 
 from lrsjax import stats
 
-
-def test_public_names_are_pinned():
-    assert set(stats.__all__) == {
-        "clopper_pearson_lower",
-        "clopper_pearson_upper",
-        "corrected_levels",
-        "corrected_lower_bounds",
-        "dkw_epsilon",
-        "holm_threshold_test",
-        "mean_bounds",
-        "mean_bounds_from_histogram",
-        "second_moment_upper",
-        "second_moment_upper_from_histogram",
-    }
-    for name in stats.__all__:
-        assert hasattr(stats, name)
-
-
 # ---------------------------------------------------------------------------------------------
 # Clopper-Pearson
 

@@ -1,4 +1,4 @@
-"""Base certificates: per-output certificates in the linear form of SPEC 5."""
+"""Base certificates: per-output certificates in the linear form of docs/math.md §5."""
 
 from lrsjax.base_certs._continuous import (
     gaussian,
@@ -8,7 +8,11 @@ from lrsjax.base_certs._continuous import (
     uniform_l1,
 )
 from lrsjax.base_certs._naive import naive_certified
-from lrsjax.base_certs._sparse_smoothing import sparse_smoothing_grid, sparse_smoothing_worst_mass
+from lrsjax.base_certs._sparse_smoothing import (
+    check_table_size,
+    sparse_smoothing_grid,
+    sparse_smoothing_worst_mass,
+)
 from lrsjax.base_certs._types import (
     BUDGET_KINDS,
     NORMS,
@@ -24,6 +28,7 @@ __all__ = [
     "BaseCertificates",
     "bernoulli_costs",
     "budget_totals",
+    "check_table_size",
     "gaussian",
     "inverse_scales",
     "isotropic_radius",

@@ -1,4 +1,6 @@
-"""Base certificates for continuous data: Gaussian (l2), uniform and Laplace (l1) noise (SPEC 5).
+"""Base certificates for continuous data: Gaussian (l2), uniform and Laplace (l1) noise.
+
+See docs/math.md §5.
 
 Each turns per-output lower bounds `p_lower` on the probability of the predicted class into the
 linear form `sum_j W[k, j] b[j] < eta[n]` of `BaseCertificates`, where `b[j]` is the adversary's
@@ -18,7 +20,7 @@ from lrsjax.base_certs._types import BaseCertificates, make_base_certificates
 
 
 def gaussian(prediction, p_lower, group, stds) -> BaseCertificates:
-    """Anisotropic Gaussian l2 base certificates (SPEC 5; Cohen et al. 2019 after rescaling).
+    """Anisotropic Gaussian l2 base certificates (Cohen et al. 2019, rescaled; docs/math.md §5).
 
     Group k is smoothed with N(x, diag(s^2)) where every dimension of region j has std `stds[k, j]`.
     Guarantee: if `p_lower[n]` lower-bounds the probability of `prediction[n]` under that noise, the
@@ -44,7 +46,9 @@ def gaussian(prediction, p_lower, group, stds) -> BaseCertificates:
 
 
 def isotropic_radius(p_lower, sigma) -> np.ndarray:
-    """Certified l2 radius of isotropic Gaussian smoothing, `sigma * Phi^{-1}(p_lower)` (SPEC 5).
+    """Certified l2 radius of isotropic Gaussian smoothing, `sigma * Phi^{-1}(p_lower)`.
+
+    See docs/math.md §5.
 
     Guarantee: the smoothed prediction is constant on the open ball `||x' - x||_2 < radius`.
     Abstain marker: where `p_lower <= 1/2` the radius is 0.0, which certifies nothing (not even
@@ -75,7 +79,7 @@ def isotropic_radius(p_lower, sigma) -> np.ndarray:
 
 
 def uniform_l1(prediction, p_lower, group, half_widths) -> BaseCertificates:
-    """Anisotropic uniform-noise l1 base certificates (SPEC 5; Yang et al. 2020 after rescaling).
+    """Anisotropic uniform-noise l1 base certificates (Yang et al. 2020, rescaled; docs/math.md §5).
 
     Noise U[x_d - lam_d, x_d + lam_d] with `lam = half_widths[k, j]` on region j for group k.
     Guarantee: the prediction is kept for every x' with
@@ -96,7 +100,7 @@ def uniform_l1(prediction, p_lower, group, half_widths) -> BaseCertificates:
 
 
 def laplace_l1(prediction, p_lower, group, scales) -> BaseCertificates:
-    """Anisotropic Laplace-noise l1 base certificates (SPEC 5; Teng et al. 2020 after rescaling).
+    """Anisotropic Laplace-noise l1 base certificates (Teng et al. 2020, rescaled; docs/math.md §5).
 
     Noise Laplace(x_d, lam_d) with `lam = scales[k, j]` on region j for group k. Guarantee:
     prediction kept for every x' with `sum_j ||x'_j - x_j||_1 / lam[k, j] < -log(2 (1 - p_lower))`.

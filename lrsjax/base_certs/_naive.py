@@ -1,4 +1,4 @@
-"""The naive collective certificate: each output against the whole budget (SPEC 1, 6)."""
+"""The naive collective certificate: each output against the whole budget (docs/math.md §1, §6)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from lrsjax.base_certs._types import BaseCertificates, budget_totals, make_base_
 
 
 def naive_certified(base_certs: BaseCertificates, budgets) -> np.ndarray:
-    """Which outputs are certified on their own against each whole budget (SPEC 6, naive filter).
+    """Which outputs are certified on their own against each whole budget (docs/math.md §6).
 
     The adversary can put all of budget type t into the region that output n's group weighs most,
     so output n (group k) is certified against budget totals `total[t]` iff it does not abstain and

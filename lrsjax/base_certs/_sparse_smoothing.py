@@ -1,4 +1,4 @@
-"""Exact Neyman-Pearson certificate of sparse (binary flip) smoothing (SPEC 5).
+"""Exact Neyman-Pearson certificate of sparse (binary flip) smoothing (docs/math.md §5).
 
 Bojchevski, Gasteiger, Günnemann, "Efficient Robustness Certificates for Discrete Data: Sparsity-
 Aware Randomized Smoothing for Graphs, Images and More" (ICML 2020), isotropic case: every bit of
@@ -72,7 +72,7 @@ class _Regions(NamedTuple):
 
 
 def sparse_smoothing_worst_mass(p_lower, theta_plus, theta_minus, r_add, r_del) -> np.ndarray:
-    """Worst-case perturbed probability of the top class under sparse smoothing (SPEC 5).
+    """Worst-case perturbed probability of the top class under sparse smoothing (docs/math.md §5).
 
     Guarantee: if the top class has probability >= `p_lower` under the noisy clean input, it has
     probability >= the returned value under the noisy x', for every x' that adds exactly `r_add`
@@ -99,7 +99,9 @@ def sparse_smoothing_worst_mass(p_lower, theta_plus, theta_minus, r_add, r_del) 
 
 
 def sparse_smoothing_grid(p_lower, theta_plus, theta_minus, max_add, max_del) -> np.ndarray:
-    """Certified (additions, deletions) radii of sparse smoothing for many outputs (SPEC 5).
+    """Certified (additions, deletions) radii of sparse smoothing for many outputs.
+
+    See docs/math.md §5.
 
     Entry `[..., r_a, r_d]` is True iff the prediction is certified for every x' with at most `r_a`
     added and at most `r_d` deleted bits: the worst-case perturbed mass

@@ -1,4 +1,4 @@
-"""The one interface between statistics and the collective certificate (SPEC 5)."""
+"""The one interface between statistics and the collective certificate (docs/math.md §5)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ BUDGET_KINDS = {"l2": ("l2",), "l1": ("l1",), "binary": ("add", "del")}
 
 
 class BaseCertificates(NamedTuple):
-    """Per-output base certificates in the linear form of SPEC 5.
+    """Per-output base certificates in the linear form of docs/math.md §5.
 
     Output `n` (in smoothing group `k = group[n]`) provably keeps `prediction[n]` for every
     perturbation whose per-region spend `b[t, j]` satisfies

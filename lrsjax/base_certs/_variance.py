@@ -1,4 +1,4 @@
-"""Variance-constrained base certificates and Bernoulli flip costs (SPEC 5, bugs D1 and D3).
+"""Variance-constrained base certificates and Bernoulli flip costs (docs/math.md §5).
 
 For any product noise and a score h in [0, 1] with clean mean mu and variance sigma^2, the
 perturbed mean obeys `mu' >= mu - sqrt(sigma^2 * chi^2(P' || P))`, so the prediction is kept while
@@ -16,7 +16,9 @@ from lrsjax.base_certs._types import NORMS, BaseCertificates, make_base_certific
 
 
 def bernoulli_costs(theta_plus, theta_minus):
-    """Per-bit costs `log(1 + chi^2)` of changing one bit under Bernoulli flip noise (SPEC 5).
+    """Per-bit costs `log(1 + chi^2)` of changing one bit under Bernoulli flip noise.
+
+    See docs/math.md §5.
 
     Noise flips a 0 to 1 with probability `theta_plus` and a 1 to 0 with `theta_minus`.
     Adding a bit (0 -> 1) costs `gamma_add = log((1 - tm)^2 / tp + tm^2 / (1 - tp))`,
@@ -42,11 +44,11 @@ def bernoulli_costs(theta_plus, theta_minus):
 def variance_constrained(
     prediction, mu_lower, zeta_upper, group, weights, norm: str = "binary"
 ) -> BaseCertificates:
-    """Variance-constrained base certificates (SPEC 5; research-code bugs D1 and D3 fixed).
+    """Variance-constrained base certificates (docs/math.md §5).
 
     `eta = log(1 + (mu_lower - 1/2)^2 / zeta_upper)`, with `zeta_upper` an upper bound on the
-    variance (not a standard deviation: D1), e.g. `lrsjax.stats.second_moment_upper` about the
-    empirical mean; outputs with `mu_lower <= 1/2` abstain (D3). Guarantee: if, simultaneously,
+    variance (not a standard deviation), e.g. `lrsjax.stats.second_moment_upper` about the
+    empirical mean; outputs with `mu_lower <= 1/2` abstain. Guarantee: if, simultaneously,
     `mu_lower <= E[h]` and `zeta_upper >= Var[h]` for the score h of the predicted class under the
     group's noise, the prediction is kept for every perturbation with `sum_{t,j} W[t,k,j] b[t,j] <
     eta` (so that the perturbed mean stays above 1/2).
@@ -59,7 +61,7 @@ def variance_constrained(
       weights: float [T, K, M] >= 0, the per-unit costs `log(1 + chi^2)`:
         norm "binary": T = 2, `weights[0]` = gamma_add and `weights[1]` = gamma_del of the flip
         probabilities that group k applies to region j (see `bernoulli_costs`; index them with the
-        same rank that the sampler used, bug D4). norm "l2" (Gaussian noise): `(1 / stds**2)[None]`.
+        same rank that the sampler used). norm "l2" (Gaussian noise): `(1 / stds**2)[None]`.
       norm: "binary" (default), "l2" or "l1".
     Returns:
       BaseCertificates.

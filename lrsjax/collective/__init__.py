@@ -45,3 +45,22 @@ from lrsjax.collective._solve import (
     solve,
 )
 from lrsjax.collective.milp import MilpOptions
+
+__all__ = [
+    "CollectiveProblem",
+    "CollectiveResult",
+    "MILP_SOLVERS",
+    "MODES",
+    "MilpOptions",
+    "Transform",
+    "binning",
+    "certify_collective",
+    "chain",
+    "from_base_certs",
+    "max_costs",
+    "milp",
+    "naive_filter",
+    "share",
+    "solve",
+    "with_totals",
+]

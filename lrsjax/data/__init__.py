@@ -1,5 +1,7 @@
-"""Data: synthetic generators (the built-in defaults) and loaders for real data sets."""
+"""Data: synthetic generators (the built-in defaults), loaders for real data sets, and the sparse
+binary attribute format (`SparseBinary`) of graph inputs."""
 
+from lrsjax._sparse import SparseBinary, from_scipy, to_dense
 from lrsjax.data._cityscapes import CITYSCAPES_CLASSES, load_cityscapes
 from lrsjax.data._clustering import metis_clusters, spectral_clusters
 from lrsjax.data._graph import Graph, load_npz_graph, split_nodes, synthetic_graph
@@ -7,6 +9,28 @@ from lrsjax.data._segmentation import (
     IGNORE_LABEL,
     SYNTHETIC_SIZE_RANGE,
     SegmentationData,
+    check_segmentation_data,
     synthetic_segmentation,
 )
 from lrsjax.data._voc import VOC_CLASSES, load_pascal_voc
+
+__all__ = [
+    "CITYSCAPES_CLASSES",
+    "IGNORE_LABEL",
+    "SYNTHETIC_SIZE_RANGE",
+    "VOC_CLASSES",
+    "Graph",
+    "SegmentationData",
+    "SparseBinary",
+    "check_segmentation_data",
+    "from_scipy",
+    "load_cityscapes",
+    "load_npz_graph",
+    "load_pascal_voc",
+    "metis_clusters",
+    "spectral_clusters",
+    "split_nodes",
+    "synthetic_graph",
+    "synthetic_segmentation",
+    "to_dense",
+]

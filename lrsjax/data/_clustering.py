@@ -1,4 +1,4 @@
-"""Node clusterings for localized smoothing on graphs (SPEC 2: groups = regions = clusters).
+"""Node clusterings for localized smoothing on graphs (groups = regions = clusters).
 
 Both functions return a partition of the nodes into exactly `num_clusters` non-empty clusters,
 numbered in the order of their lowest node (cluster 0 contains node 0), deterministically for a key.
@@ -15,7 +15,7 @@ from scipy.sparse import linalg as sparse_linalg
 
 from lrsjax._checks import fail, positive_int
 from lrsjax._keys import check_key, host_rng
-from lrsjax.data._graph import _with_diagonal
+from lrsjax._sparse import with_diagonal
 
 _DENSE_EIGH_MAX_NODES = 400
 
@@ -63,7 +63,7 @@ def spectral_clusters(
 def metis_clusters(key, adjacency, num_clusters: int) -> np.ndarray:
     """A METIS k-way partition (edge-cut minimising, balanced sizes) via the optional `pymetis`.
 
-    METIS is the "METIS-like partition" alternative of SPEC 2. The adjacency is symmetrized and
+    An alternative to spectral clustering. The adjacency is symmetrized and
     self-loops dropped (METIS requires both); METIS's random seed is derived from `key`, so the
     result is deterministic for a key. If METIS leaves a part empty (possible on tiny or very
     disconnected graphs), nodes are moved into it from the largest part (the highest-numbered node
@@ -94,7 +94,7 @@ def metis_clusters(key, adjacency, num_clusters: int) -> np.ndarray:
     if num_clusters == n:
         return np.arange(n, dtype=np.int64)
 
-    graph = _with_diagonal(abs(adjacency) + abs(adjacency).T, 0.0)
+    graph = with_diagonal(abs(adjacency) + abs(adjacency).T, 0.0)
     graph.sort_indices()
     seed = int(host_rng(key).integers(0, 2**31 - 1))
     options = pymetis.Options(seed=seed)
@@ -142,7 +142,7 @@ def _check_num_clusters(num_clusters, n: int) -> int:
 def _spectral_embedding(key, adjacency: sp.csr_matrix, k: int) -> np.ndarray:
     """The k leading eigenvectors `[N, k]` of D^-1/2 (A_sym + I) D^-1/2 (float64, host)."""
     n = adjacency.shape[0]
-    sym = _with_diagonal((adjacency + adjacency.T) * 0.5, 1.0)
+    sym = with_diagonal((adjacency + adjacency.T) * 0.5, 1.0)
     degree = np.asarray(sym.sum(axis=1)).ravel()
     scale = sp.diags(1.0 / np.sqrt(degree))
     normalised = (scale @ sym @ scale).tocsr()

@@ -1,6 +1,6 @@
 """Graphs with binary node attributes: the npz loader, node splits and a synthetic CSBM.
 
-The threat model for graphs (SPEC 1) keeps the edge set fixed and perturbs the binary attribute
+The threat model for graphs keeps the edge set fixed and perturbs the binary attribute
 matrix `[N, F]`; a `Graph` therefore holds both as scipy CSR matrices on the host. Models consume
 the attributes as a `SparseBinary` (lrsjax._sparse.from_scipy) and the edges as a jraph
 GraphsTuple (lrsjax.models.graph_to_jraph).
@@ -19,6 +19,7 @@ from scipy.sparse import csgraph
 
 from lrsjax._checks import as_int_array, fail, positive_int, probability
 from lrsjax._keys import check_key, host_rng
+from lrsjax._sparse import with_diagonal
 
 
 class Graph(NamedTuple):
@@ -170,7 +171,7 @@ def load_npz_graph(
         adjacency = _binary(adjacency)
         attributes = _binary(attributes)
     if drop_self_loops:
-        adjacency = _with_diagonal(adjacency, 0.0)
+        adjacency = with_diagonal(adjacency, 0.0)
     if symmetrize:
         adjacency = adjacency.maximum(adjacency.T).tocsr()
     adjacency.eliminate_zeros()
@@ -367,15 +368,6 @@ def _check_names(path, key, names, expected):
         )
 
 
-def _with_diagonal(matrix, value: float) -> sp.csr_matrix:
-    """`matrix` (square, CSR) with its diagonal set to `value`, explicit zeros removed."""
-    n = matrix.shape[0]
-    out = matrix - sp.diags(matrix.diagonal()) + value * sp.identity(n, format="csr")
-    out = sp.csr_matrix(out, dtype=matrix.dtype)
-    out.eliminate_zeros()
-    return out
-
-
 def _binary(matrix: sp.csr_matrix) -> sp.csr_matrix:
     matrix = matrix.tocsr(copy=True)
     matrix.eliminate_zeros()
@@ -414,7 +406,7 @@ def split_nodes(
     One random permutation of the nodes is drawn from `key` (via a numpy Generator it seeds); each
     class contributes its first `train_per_class` nodes (in permuted order) to train and the next
     `val_per_class` to validation. Every other node is a test node. Certificates must be computed
-    on test nodes only: the validation nodes choose the checkpoint (SPEC 9).
+    on test nodes only: the validation nodes choose the checkpoint.
 
     Args:
       key: JAX PRNG key.

@@ -2,7 +2,7 @@
 
 The synthetic images are the default data of every command: they need no download, are fully
 determined by a JAX key, and are *softly local*: a pixel's class is carried by the colour and the
-texture of its neighbourhood (SPEC 1: one label per pixel), while colours of different classes
+texture of its neighbourhood (one label per pixel), while colours of different classes
 overlap, a smooth illumination field shifts them per image and pixel noise is added, so a small
 model learns them well but not perfectly.
 """

@@ -4,8 +4,34 @@ from lrsjax.models._gnn import (
     APPNP,
     GCN,
     SparseDense,
+    check_graph_model,
     graph_apply_fn,
     graph_to_jraph,
     init_graph_model,
 )
-from lrsjax.models._unet import UNet, init_segmentation_params, segmentation_apply_fn
+from lrsjax.models._gnn import model_config as gnn_config
+from lrsjax.models._gnn import model_from_config as gnn_from_config
+from lrsjax.models._unet import (
+    UNet,
+    init_segmentation_params,
+    segmentation_apply_fn,
+    unet_from_config,
+)
+from lrsjax.models._unet import model_config as unet_config
+
+__all__ = [
+    "APPNP",
+    "GCN",
+    "SparseDense",
+    "UNet",
+    "check_graph_model",
+    "gnn_config",
+    "gnn_from_config",
+    "graph_apply_fn",
+    "graph_to_jraph",
+    "init_graph_model",
+    "init_segmentation_params",
+    "segmentation_apply_fn",
+    "unet_config",
+    "unet_from_config",
+]

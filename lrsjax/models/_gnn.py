@@ -1,6 +1,6 @@
 """GCN and APPNP over a fixed jraph graph, with a sparse-aware first layer.
 
-The edge set is fixed and only the binary attribute matrix `X [N, F]` is perturbed (SPEC 1), so
+The edge set is fixed and only the binary attribute matrix `X [N, F]` is perturbed, so
 the models take the graph and the attributes separately: `model.apply(params, graph, x)`. The first
 layer computes `X @ W` as a segment sum of the rows `W[col]` over the ones of `X`, so a perturbed
 sample given as a `SparseBinary` costs O(ones + flips), never O(N * F).
@@ -19,8 +19,7 @@ import scipy.sparse as sp
 
 from lrsjax._checks import fail, positive_int
 from lrsjax._keys import check_key
-from lrsjax._sparse import SparseBinary
-from lrsjax.data._graph import _with_diagonal
+from lrsjax._sparse import SparseBinary, with_diagonal
 
 
 def graph_to_jraph(adjacency, *, add_self_loops: bool = True) -> jraph.GraphsTuple:
@@ -56,7 +55,7 @@ def graph_to_jraph(adjacency, *, add_self_loops: bool = True) -> jraph.GraphsTup
     if not np.all(np.isfinite(matrix.data)) or np.any(matrix.data < 0):
         fail("adjacency", matrix, "must hold finite non-negative weights", "Pass a 0/1 matrix.")
     n = matrix.shape[0]
-    matrix = _with_diagonal(matrix, 1.0 if add_self_loops else 0.0)
+    matrix = with_diagonal(matrix, 1.0 if add_self_loops else 0.0)
     degree = np.asarray(matrix.sum(axis=1)).ravel()
     coo = matrix.tocoo()
     inv_sqrt = np.where(degree > 0, 1.0 / np.sqrt(np.maximum(degree, 1e-300)), 0.0)

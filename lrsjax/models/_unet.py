@@ -1,6 +1,6 @@
 """A small flax U-Net for semantic segmentation and its per-image apply function.
 
-The certification kernels (lrsjax.certify, SPEC 1 and 3) see a segmentation model as
+The certification kernels (lrsjax.certify) see a segmentation model as
 `apply_fn(params, x) -> logits` with `x` ONE image [C, H, W] in [0, 1] (noise already added) and
 logits [H, W, num_classes]; they vmap over samples themselves. `segmentation_apply_fn` turns a
 `UNet` (or any linen module mapping NHWC images to NHWC logits) into that contract.
@@ -49,7 +49,7 @@ class UNet(nn.Module):
     connection and apply a block. Inputs whose height or width is not divisible by `2**depth`
     are zero-padded at the bottom/right (after normalisation) and the logits are cropped back.
 
-    The input is NHWC in [0, 1] pixel units (noise is added before the model, SPEC 2); the model
+    The input is NHWC in [0, 1] pixel units (noise is added before the model); the model
     normalises it itself as `(x - input_mean) / input_std` (scalars or one value per channel).
 
     Attributes:

@@ -8,7 +8,12 @@ Every factory returns a `Noise` (see its docstring and `docs/design.md`, "Add a 
 """
 
 from lrsjax.noise import _additive
-from lrsjax.noise._bernoulli import clustered_bernoulli, isotropic_bernoulli
+from lrsjax.noise._bernoulli import addition_capacity as default_addition_capacity
+from lrsjax.noise._bernoulli import (
+    check_sparse_input,
+    clustered_bernoulli,
+    isotropic_bernoulli,
+)
 from lrsjax.noise._clusters import (
     affinity_ranks,
     check_ranks,
@@ -54,6 +59,8 @@ __all__ = [
     "bernoulli_parameters",
     "cell_distances",
     "check_noise",
+    "check_sparse_input",
+    "default_addition_capacity",
     "check_ranks",
     "check_smoothing",
     "cluster_edge_counts",

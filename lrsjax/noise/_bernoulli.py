@@ -20,7 +20,6 @@ import numpy as np
 
 from lrsjax import _checks, base_certs
 from lrsjax._sparse import SparseBinary
-from lrsjax.base_certs._sparse_smoothing import check_table_size
 from lrsjax.noise import _clusters, _samplers
 from lrsjax.noise._plugin import Noise, NoiseCertificate, Prepared
 
@@ -88,8 +87,6 @@ def addition_capacity(noise: Noise, num_cols: int) -> int:
 
 def prepare(noise: Noise, x, *, num_features=None, addition_capacity=None, **_) -> Prepared:
     """Binds clean attributes: a `SparseBinary` (pass `num_features`) or a dense 0/1 `[N, F]`."""
-    from lrsjax.sampling._kernels import check_sparse_input  # input checks live with the kernel
-
     num_rows = int(noise.region.shape[0])
     params = _flip_parameters(noise)
     if isinstance(x, SparseBinary):
@@ -163,6 +160,31 @@ def prepare(noise: Noise, x, *, num_features=None, addition_capacity=None, **_) 
     )
 
 
+def check_sparse_input(x, num_rows: int, num_cols: int) -> SparseBinary:
+    """Validates a clean sparse input `[num_rows, num_cols]`; returns it with int32/bool arrays."""
+    if not isinstance(x, SparseBinary):
+        _checks.fail("x", x, "must be a SparseBinary for the sparse sampler", "")
+    rows = _checks.as_int_array("x.rows", x.rows, ndim=1)
+    cols = _checks.as_int_array("x.cols", x.cols, ndim=1)
+    valid = _checks.as_bool_array("x.valid", x.valid, ndim=1)
+    _checks.same_shape(("x.rows", "x.cols", "x.valid"), (rows, cols, valid))
+    if rows.size == 0:
+        _checks.fail("x", x, "must have capacity >= 1", "Pad it: from_scipy(m, capacity=1).")
+    r, c = rows[valid], cols[valid]
+    if r.size and (r.min() < 0 or r.max() >= num_rows or c.min() < 0 or c.max() >= num_cols):
+        _checks.fail(
+            "x",
+            f"entries up to ({r.max()}, {c.max()})",
+            f"must index a [{num_rows}, {num_cols}] matrix",
+            "",
+        )
+    if np.unique(r.astype(np.int64) * num_cols + c).size != r.size:
+        _checks.fail("x", "repeated entries", "must list every one only once", "")
+    return SparseBinary(
+        jnp.asarray(rows, jnp.int32), jnp.asarray(cols, jnp.int32), jnp.asarray(valid, bool)
+    )
+
+
 def sample_sparse(config, key, x, params_k, common):
     """One noisy sparse example of group `k` (exact Poisson thinning; see `_samplers`)."""
     num_rows, num_cols, capacity = config
@@ -207,7 +229,7 @@ def _single_flip_pair(noise: Noise, max_flips=(16, 16), **_):
         )
     max_add = _checks.positive_int("max_flips[0]", tuple(max_flips)[0], minimum=0)
     max_del = _checks.positive_int("max_flips[1]", tuple(max_flips)[1], minimum=0)
-    check_table_size(
+    base_certs.check_table_size(
         ("max_flips[0]", "max_flips[1]"), max_add, max_del, bytes_per_cell=2 * noise.num_outputs
     )
     return float(flips[0][0]), float(flips[1][0]), max_add, max_del

@@ -1,4 +1,7 @@
-"""Clustered (localized) Bernoulli smoothing of graphs: affinity ranks, flip matrices (SPEC 2)."""
+"""Clustered (localized) Bernoulli smoothing of graphs: affinity ranks, flip matrices.
+
+See docs/math.md §2.
+"""
 
 from __future__ import annotations
 
@@ -67,7 +70,7 @@ def cluster_edge_counts(adjacency, cluster_ids) -> np.ndarray:
 
 
 def affinity_ranks(adjacency, cluster_ids) -> np.ndarray:
-    """Each cluster's ranking of all clusters by affinity (SPEC 2).
+    """Each cluster's ranking of all clusters by affinity (docs/math.md §2).
 
     `rank[c, c']` is the position of `c'` in `c`'s list of clusters sorted by the number of edges
     between `c` and `c'` (most first), with `c` itself always first (`rank[c, c] = 0`); ties are
@@ -93,7 +96,7 @@ def affinity_ranks(adjacency, cluster_ids) -> np.ndarray:
 
 
 def rank_flip_probabilities(num_clusters, theta_plus_range, theta_minus_range):
-    """Flip probabilities per affinity rank, linearly spaced from rank 0 to rank `C - 1` (SPEC 2).
+    """Flip probabilities per affinity rank, linear from rank 0 to `C - 1` (docs/math.md §2).
 
     Args:
       num_clusters: `C >= 1`.
@@ -143,7 +146,7 @@ def flip_matrices(rank_matrix, theta_plus, theta_minus):
     `theta_plus_matrix[k, c'] = theta_plus[rank[k, c']]` (and likewise for `theta_minus`): smoothing
     group `k` flips the bits of nodes in cluster `c'` with the probabilities of rank `rank[k, c']`.
     Indexing the per-rank values with the rank itself (not with the sorting permutation, which is
-    its inverse) is what the research code got wrong (SPEC 9, bug D4).
+    its inverse) is what the published research code got wrong.
 
     Args:
       rank_matrix: int [C, C] from `affinity_ranks`.

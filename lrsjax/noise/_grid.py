@@ -1,4 +1,4 @@
-"""Grid partitions of images and the localized noise levels of SPEC 2."""
+"""Grid partitions of images and the localized noise levels (docs/math.md §2)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ INTERPOLATIONS = ("std", "variance")
 
 
 class GridCells(NamedTuple):
-    """An `I x J` grid of cells over an `H x W` image (SPEC 2).
+    """An `I x J` grid of cells over an `H x W` image (docs/math.md §2).
 
     Fields:
       row_edges: int64 [I + 1], `floor(linspace(0, H, I + 1))`; cell row `i` spans pixel rows
@@ -90,7 +90,7 @@ def localized_stds(
     max_std_at_boundary: bool = False,
     mask_distance: int | None = None,
 ) -> np.ndarray:
-    """The noise-level matrix `S[K, M]` of localized Gaussian smoothing on a grid (SPEC 2).
+    """The noise-level matrix `S[K, M]` of localized Gaussian smoothing on a grid (docs/math.md §2).
 
     `S[k, j] = std_min + (std_max - std_min) * d(k, j) / d_max`, with `d` the l_inf distance between
     the grid coordinates of cells `k` and `j`; `interpolate="variance"` interpolates the variances

@@ -1,4 +1,4 @@
-"""Samplers of the smoothing distributions: pure functions of an explicit key (SPEC 3).
+"""Samplers of the smoothing distributions: pure functions of an explicit key (docs/math.md §3).
 
 Gaussian: `x + S_k * e` with one standard-normal draw `e` that may serve every group.
 Bernoulli: every bit flips independently with its exact probability. The sparse sampler costs

@@ -1,4 +1,4 @@
-"""Evaluation metrics of SPEC 8 (host side, numpy, vectorized).
+"""Evaluation metrics (docs/math.md §7) (host side, numpy, vectorized).
 
 Conventions shared by every function here:
   * an output is *evaluated* when it counts for the metric (a pixel whose label is not the ignore
@@ -42,7 +42,7 @@ class CertifiedCounts(NamedTuple):
 
 
 class CertifiedCurve(NamedTuple):
-    """Certified ratio and accuracy per budget (SPEC 8).
+    """Certified ratio and accuracy per budget (docs/math.md §7).
 
     Fields:
       certified_ratio: float64 [B], certified and not abstained / evaluated.
@@ -66,7 +66,7 @@ def _check_label(name: str, value, *, allow_none: bool = False):
 
 
 def confusion_matrix(prediction, labels, num_classes, ignore_label=255, abstain=None) -> np.ndarray:
-    """Pooled confusion matrix, rows = predicted class, columns = true class (SPEC 8).
+    """Pooled confusion matrix, rows = predicted class, columns = true class (docs/math.md §7).
 
     Args:
       prediction: int array (any shape), the predicted class of each output. Entries that abstain
@@ -160,7 +160,7 @@ def per_class_iou(confusion) -> np.ndarray:
 
 
 def mean_iou(confusion) -> float:
-    """Mean over the real classes with a non-empty union of TP / (TP + FP + FN) (SPEC 8).
+    """Mean over the real classes with a non-empty union of TP / (TP + FP + FN) (docs/math.md §7).
 
     Abstentions (row C of a [C + 1, C] matrix) are false negatives of their true class and never
     true positives, so abstaining never raises the mIoU above that of a classifier that predicts
@@ -258,7 +258,7 @@ def curve_from_counts(counts: CertifiedCounts) -> CertifiedCurve:
 
 
 def certified_accuracy_curve(certified, correct, evaluated=None, abstain=None) -> CertifiedCurve:
-    """Certified ratio, certified accuracy per budget and clean accuracy (SPEC 8).
+    """Certified ratio, certified accuracy per budget and clean accuracy (docs/math.md §7).
 
     certified ratio[b] = #(certified at b, not abstained, evaluated) / #evaluated;
     certified accuracy[b] = the same, also correct; clean accuracy = #(correct, not abstained,

@@ -1,4 +1,4 @@
-"""Run summaries: metrics pooled over the finished items of a run directory (SPEC 8).
+"""Run summaries: metrics pooled over the finished items of a run directory (docs/math.md §7).
 
 Pooling: every ratio is a ratio of sums over items (sum of certified-correct outputs / sum of
 evaluated outputs), never a mean of per-item ratios; the mIoU comes from the confusion matrix summed

@@ -1,11 +1,35 @@
-"""jit/vmap sampling kernels: sample every smoothing group, apply the model, count; sharded."""
+"""jit/vmap sampling kernels: sample every smoothing group, apply the model, accumulate; sharded."""
 
 from lrsjax.sampling._kernels import (
     INPUT_FORMATS,
     MODES,
+    CompileClock,
     Counts,
+    Kernel,
+    add_counts,
+    check_batch_memory,
+    check_histogram_bins,
+    check_logits,
+    compile_clock,
     default_addition_capacity,
+    kernel,
     make_counter,
+    raise_on_nonfinite,
 )
 
-__all__ = ["INPUT_FORMATS", "MODES", "Counts", "default_addition_capacity", "make_counter"]
+__all__ = [
+    "INPUT_FORMATS",
+    "MODES",
+    "CompileClock",
+    "Counts",
+    "Kernel",
+    "add_counts",
+    "check_batch_memory",
+    "check_histogram_bins",
+    "check_logits",
+    "compile_clock",
+    "default_addition_capacity",
+    "kernel",
+    "make_counter",
+    "raise_on_nonfinite",
+]

@@ -31,7 +31,7 @@ from jax import lax
 
 from lrsjax import _checks, _keys, _memory, estimators
 from lrsjax._sparse import SparseBinary
-from lrsjax.noise._plugin import Noise, Prepared, check_noise
+from lrsjax.noise import Noise, Prepared, check_noise
 
 # make_counter's modes: named estimators whose accumulators need no host bound
 MODES = ("votes", "consistency", "histogram")
@@ -511,37 +511,12 @@ def default_addition_capacity(smoothing: Noise, num_cols: int) -> int:
 
     The noisy `SparseBinary` the model receives has capacity `x.capacity` + this number.
     """
-    from lrsjax.noise import _bernoulli
+    from lrsjax import noise as noises
 
     noise = check_noise(smoothing)
     if not _binary(noise):
         _checks.fail("smoothing", noise.kind, "must be a Bernoulli noise", "")
-    return _bernoulli.addition_capacity(noise, num_cols)
-
-
-def check_sparse_input(x, num_rows: int, num_cols: int) -> SparseBinary:
-    """Validates a clean sparse input `[num_rows, num_cols]`; returns it with int32/bool arrays."""
-    if not isinstance(x, SparseBinary):
-        _checks.fail("x", x, "must be a SparseBinary for the sparse sampler", "")
-    rows = _checks.as_int_array("x.rows", x.rows, ndim=1)
-    cols = _checks.as_int_array("x.cols", x.cols, ndim=1)
-    valid = _checks.as_bool_array("x.valid", x.valid, ndim=1)
-    _checks.same_shape(("x.rows", "x.cols", "x.valid"), (rows, cols, valid))
-    if rows.size == 0:
-        _checks.fail("x", x, "must have capacity >= 1", "Pad it: from_scipy(m, capacity=1).")
-    r, c = rows[valid], cols[valid]
-    if r.size and (r.min() < 0 or r.max() >= num_rows or c.min() < 0 or c.max() >= num_cols):
-        _checks.fail(
-            "x",
-            f"entries up to ({r.max()}, {c.max()})",
-            f"must index a [{num_rows}, {num_cols}] matrix",
-            "",
-        )
-    if np.unique(r.astype(np.int64) * num_cols + c).size != r.size:
-        _checks.fail("x", "repeated entries", "must list every one only once", "")
-    return SparseBinary(
-        jnp.asarray(rows, jnp.int32), jnp.asarray(cols, jnp.int32), jnp.asarray(valid, bool)
-    )
+    return noises.default_addition_capacity(noise, num_cols)
 
 
 def check_logits(apply_fn, params, example, output_shape: tuple, num_classes: int | None) -> int:

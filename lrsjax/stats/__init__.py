@@ -1,4 +1,4 @@
-"""Statistics on the host in float64 (SPEC 4): Clopper-Pearson bounds, multiple-testing
+"""Statistics on the host in float64 (docs/math.md §4): Clopper-Pearson bounds, multiple-testing
 corrections, SegCertify's Holm test, and DKW bounds on means and second moments of scores."""
 
 from lrsjax.stats._binomial import (

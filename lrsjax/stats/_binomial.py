@@ -1,4 +1,6 @@
-"""Binomial confidence bounds and multiple-testing corrections (SPEC 4), host side, float64.
+"""Binomial confidence bounds and multiple-testing corrections, host side, float64.
+
+See docs/math.md §4.
 
 Every function is vectorized over outputs. Counts are integers in [0, n], so the expensive special
 functions are evaluated once per distinct (count, n) pair and then gathered: a 512 x 1024 output map
@@ -21,7 +23,7 @@ _PVALUE_SLACK = 1e-10
 
 
 def clopper_pearson_lower(counts, n, level) -> np.ndarray:
-    """One-sided Clopper-Pearson lower bound on a binomial success probability (SPEC 4).
+    """One-sided Clopper-Pearson lower bound on a binomial success probability (docs/math.md §4).
 
     Guarantee: for `c ~ Binomial(n, p)`, `P(p >= clopper_pearson_lower(c, n, level)) >= 1 - level`.
     Computed as `BetaInv(level; c, n - c + 1)`, and exactly 0 where `c == 0`.
@@ -40,7 +42,7 @@ def clopper_pearson_lower(counts, n, level) -> np.ndarray:
 
 
 def clopper_pearson_upper(counts, n, level) -> np.ndarray:
-    """One-sided Clopper-Pearson upper bound on a binomial success probability (SPEC 4).
+    """One-sided Clopper-Pearson upper bound on a binomial success probability (docs/math.md §4).
 
     Guarantee: for `c ~ Binomial(n, p)`, `P(p <= clopper_pearson_upper(c, n, level)) >= 1 - level`.
     Computed as `BetaInv(1 - level; c + 1, n - c)`, and exactly 1 where `c == n`.
@@ -53,7 +55,7 @@ def clopper_pearson_upper(counts, n, level) -> np.ndarray:
 
 
 def corrected_levels(counts, alpha, method: str = "bonferroni") -> np.ndarray:
-    """Per-output test levels that correct one family of outputs for multiple testing (SPEC 4).
+    """Per-output levels that correct one family of outputs for multiple testing (docs/math.md §4).
 
     The family is every entry of `counts` (all outputs of one input).
 
@@ -90,7 +92,7 @@ def corrected_levels(counts, alpha, method: str = "bonferroni") -> np.ndarray:
 
 
 def corrected_lower_bounds(counts, n, alpha, method: str = "bonferroni") -> np.ndarray:
-    """Clopper-Pearson lower bounds at the levels of `corrected_levels` (SPEC 4).
+    """Clopper-Pearson lower bounds at the levels of `corrected_levels` (docs/math.md §4).
 
     With "bonferroni", all returned bounds hold at once with probability >= 1 - alpha. With
     "rank_levels" no simultaneous guarantee is known (see `corrected_levels`): reproduction only.
@@ -119,7 +121,7 @@ def corrected_lower_bounds(counts, n, alpha, method: str = "bonferroni") -> np.n
 
 
 def holm_threshold_test(counts, n, tau, alpha) -> np.ndarray:
-    """SegCertify's fixed-threshold test: which outputs provably have probability > tau (SPEC 4).
+    """SegCertify's threshold test: which outputs provably have probability > tau (docs/math.md §4).
 
     Tests `H_i: q_i <= tau` for every output with the one-sided binomial p-value
     `P(Binomial(n, tau) >= c_i)`, then applies Holm's step-down procedure at family-wise level

@@ -1,4 +1,4 @@
-"""Distribution-free bounds on the mean and second moment of a score in [0, 1] (SPEC 4).
+"""Distribution-free bounds on the mean and second moment of a score in [0, 1] (docs/math.md §4).
 
 All bounds come from one Dvoretzky-Kiefer-Wolfowitz band (Massart's constant): with probability
 >= 1 - level, the true survival function S(t) = P(X > t) satisfies, for every t at once,
@@ -18,7 +18,7 @@ inside its bin is unknown). For any function g on [0, 1] (layer-cake / integrati
     E[g(X)] = g(0) + integral_0^1 g'(t) S(t) dt,
 
 so an upper bound weights every increment of g by the upper band where g increases and by the lower
-band where it decreases (every interval gets a weight: research-code bug D2 leaves some unset).
+band where it decreases (every interval gets a weight; published research code left some unset).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from lrsjax.stats import _inputs
 
 
 def dkw_epsilon(n, level) -> np.ndarray:
-    """Half-width of the DKW band, `sqrt(log(2 / level) / (2 n))` (SPEC 4).
+    """Half-width of the DKW band, `sqrt(log(2 / level) / (2 n))` (docs/math.md §4).
 
     Guarantee (Massart 1990): `P(sup_t |F_n(t) - F(t)| > eps) <= level` for n i.i.d. samples.
 
@@ -52,7 +52,7 @@ def dkw_epsilon(n, level) -> np.ndarray:
 
 
 def mean_bounds(samples, level, axis: int = 0, num_thresholds: int | None = None):
-    """DKW lower and upper bounds on the mean of a score in [0, 1] (SPEC 4).
+    """DKW lower and upper bounds on the mean of a score in [0, 1] (docs/math.md §4).
 
     `mu_lower = integral_0^1 max(0, S_n(t) - eps) dt`, `mu_upper = integral_0^1 min(1, S_n(t) + eps)
     dt`, in closed form from the sorted samples. Guarantee: with probability >= 1 - level,
@@ -75,7 +75,7 @@ def mean_bounds(samples, level, axis: int = 0, num_thresholds: int | None = None
 
 
 def second_moment_upper(samples, center, level, axis: int = 0, num_thresholds: int | None = None):
-    """DKW upper bound on `E[(X - center)^2]` for a score X in [0, 1] (SPEC 4, bug D2).
+    """DKW upper bound on `E[(X - center)^2]` for a score X in [0, 1] (docs/math.md §4).
 
     Layer-cake with g(x) = (x - v)^2: `E[g(X)] = v^2 + integral_0^1 2 (t - v) S(t) dt`. The integral
     is bounded with `min(1, S_n + eps)` where t > v (g increases) and `max(0, S_n - eps)` where
@@ -99,7 +99,9 @@ def second_moment_upper(samples, center, level, axis: int = 0, num_thresholds: i
 
 
 def mean_bounds_from_histogram(hist, bin_edges, level):
-    """DKW mean bounds from a histogram of scores (SPEC 4), for kernels that keep only histograms.
+    """DKW mean bounds from a histogram of scores, for kernels keeping only histograms.
+
+    See docs/math.md §4.
 
     `hist[..., b]` counts the samples in `[bin_edges[b], bin_edges[b + 1])` (the last bin closed).
     Conservative: a sample's position inside its bin is unknown, so the lower bound treats every
@@ -121,7 +123,7 @@ def mean_bounds_from_histogram(hist, bin_edges, level):
 
 
 def second_moment_upper_from_histogram(hist, bin_edges, center, level):
-    """DKW upper bound on `E[(X - center)^2]` from a histogram of scores (SPEC 4).
+    """DKW upper bound on `E[(X - center)^2]` from a histogram of scores (docs/math.md §4).
 
     Same construction as `second_moment_upper`. Conservative for binned data: inside bin b, where g
     increases the survival count is taken as the count of bins >= b (samples at the upper edge),

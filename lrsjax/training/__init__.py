@@ -21,3 +21,25 @@ from lrsjax.training._segmentation import (
     segmentation_noise,
     train_segmentation,
 )
+
+__all__ = [
+    "GraphTrainHistory",
+    "SegmentationEval",
+    "SegmentationNoise",
+    "TrainHistory",
+    "checkpoint_exists",
+    "evaluate_segmentation",
+    "load_checkpoint",
+    "load_graph_model",
+    "load_segmentation_model",
+    "make_noisy_loss",
+    "noisy_batch",
+    "pixel_cells",
+    "save_checkpoint",
+    "save_graph_model",
+    "save_segmentation_model",
+    "segmentation_loss",
+    "segmentation_noise",
+    "train_graph_model",
+    "train_segmentation",
+]

@@ -7,7 +7,7 @@ import pathlib
 
 from flax import serialization
 
-from lrsjax.results import _atomic
+from lrsjax import results
 
 
 def save_checkpoint(path, params, metadata: dict | None = None) -> None:
@@ -17,8 +17,8 @@ def save_checkpoint(path, params, metadata: dict | None = None) -> None:
     checkpoint.
     """
     path = pathlib.Path(path)
-    _atomic.write_bytes(path, serialization.to_bytes(params))
-    _atomic.write_json(path.with_name(path.name + ".json"), dict(metadata or {}))
+    results.write_bytes(path, serialization.to_bytes(params))
+    results.write_json(path.with_name(path.name + ".json"), dict(metadata or {}))
 
 
 def load_checkpoint(path, target):

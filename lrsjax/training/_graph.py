@@ -25,13 +25,13 @@ from lrsjax import _progress
 from lrsjax._checks import as_int_array, fail, one_of, positive_int
 from lrsjax._keys import check_key
 from lrsjax._sparse import SparseBinary, from_scipy
-from lrsjax.data._graph import Graph
-from lrsjax.models._gnn import (
+from lrsjax.data import Graph
+from lrsjax.models import (
     check_graph_model,
+    gnn_config,
+    gnn_from_config,
     graph_to_jraph,
     init_graph_model,
-    model_config,
-    model_from_config,
 )
 from lrsjax.noise import isotropic_bernoulli
 from lrsjax.training._checkpoint import load_checkpoint, read_metadata, save_checkpoint
@@ -332,7 +332,7 @@ def save_graph_model(path, model, params, extra: dict | None = None) -> None:
     arguments, `extra`) atomically via lrsjax.training.save_checkpoint.
     """
     check_graph_model("model", model)
-    metadata = {"format": _FORMAT, "model": model_config(model), "extra": extra or {}}
+    metadata = {"format": _FORMAT, "model": gnn_config(model), "extra": extra or {}}
     try:
         json.dumps(metadata)
     except (TypeError, ValueError) as err:
@@ -362,7 +362,7 @@ def load_graph_model(path):
             f"must be a checkpoint written by save_graph_model (format {_FORMAT!r})",
             "Use load_checkpoint for other checkpoints.",
         )
-    model = model_from_config(metadata["model"])
+    model = gnn_from_config(metadata["model"])
     tiny = graph_to_jraph(sp.csr_matrix((1, 1), dtype=np.float32))
     target = jax.eval_shape(lambda k: init_graph_model(k, model, tiny), jax.random.key(0))
     params, metadata = load_checkpoint(path, target)

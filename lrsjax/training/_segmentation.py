@@ -1,13 +1,13 @@
 """Noise-augmented training and evaluation of segmentation models, and their checkpoints.
 
 A smoothed classifier is only as good as its base model under the smoothing noise, so the base
-model is trained on noisy inputs drawn exactly like the certificate's samples (SPEC 2): Gaussian
+model is trained on noisy inputs drawn exactly like the certificate's samples: Gaussian
 noise in [0, 1] pixel units, added before the model's own normalisation, masked regions zeroed.
 
 - noise="none": clean inputs.
 - noise="isotropic": `x + sigma * e` on every pixel (a 1x1 grid).
 - noise="localized": for every example a random grid cell `k`; pixel noise std
-  `localized_stds(...)[k, cell(pixel)]` (SPEC 2), masked cells replaced by 0, and the loss is taken
+  `localized_stds(...)[k, cell(pixel)]`, masked cells replaced by 0, and the loss is taken
   only on the outputs of cell `k` (the outputs that smoothing group `k` certifies).
 
 The ignore label 255 never enters a loss or a metric.
@@ -31,16 +31,12 @@ import optax
 
 from lrsjax import _checks, _progress
 from lrsjax._keys import check_key, seed_sequence
-from lrsjax.data._segmentation import (
-    IGNORE_LABEL,
-    SegmentationData,
-    check_segmentation_data,
-)
-from lrsjax.models._unet import (
+from lrsjax.data import IGNORE_LABEL, SegmentationData, check_segmentation_data
+from lrsjax.models import (
     UNet,
     init_segmentation_params,
-    model_config,
     segmentation_apply_fn,
+    unet_config,
     unet_from_config,
 )
 from lrsjax.noise import grid_cells, localized_stds, perturb_gaussian, standard_normal
@@ -58,7 +54,7 @@ CHECKPOINT_FORMAT = "lrsjax.segmentation_model/1"
 
 
 class SegmentationNoise(NamedTuple):
-    """The training/evaluation noise of a segmentation model (SPEC 2).
+    """The training/evaluation noise of a segmentation model (docs/math.md §2).
 
     Fields:
       kind: "none", "isotropic" or "localized".
@@ -124,7 +120,7 @@ def pixel_cells(data: SegmentationData, grid_shape) -> np.ndarray:
 
 
 def noisy_batch(key, images, cells, stds, group):
-    """Noisy inputs of a batch, each example smoothed as its own group (SPEC 2).
+    """Noisy inputs of a batch, each example smoothed as its own group (docs/math.md §2).
 
     Args:
       key: JAX key.
@@ -218,7 +214,7 @@ def evaluate_segmentation(
 
     Every image is evaluated at its true size (images are batched by size). With
     noise="localized", every image is predicted once per group `k` with group `k`'s noise and the
-    outputs of cell `k` are kept (the stitched prediction of SPEC 2, one sample per group).
+    outputs of cell `k` are kept (the stitched prediction, one sample per group).
 
     Args:
       apply_fn: apply_fn(params, x [C, H, W]) -> logits [H, W, num_classes] (the certify contract).
@@ -381,7 +377,7 @@ def train_segmentation(
     init_params=None,
     progress: bool = False,
 ):
-    """Trains a segmentation model with Gaussian noise augmentation (SPEC 2).
+    """Trains a segmentation model with Gaussian noise augmentation (docs/math.md §2).
 
     Adam with a linear warmup (default min(100, steps // 10) steps) and cosine decay to 1% of
     `learning_rate`; gradients clipped to global norm 1. Batches are drawn without replacement
@@ -568,7 +564,7 @@ def save_segmentation_model(path, model: nn.Module, params, *, input_shape, meta
     meta = {
         "format": CHECKPOINT_FORMAT,
         "model_class": name,
-        "model_config": model_config(model),
+        "model_config": unet_config(model),
         "input_shape": list(shape),
         "extra": dict(metadata or {}),
     }
