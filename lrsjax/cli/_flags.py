@@ -7,14 +7,12 @@ training flags (`TRAINING_FLAGS`) and accepts the others with a note that they c
 
 from __future__ import annotations
 
-import dataclasses
-
 from absl import flags
 
 from lrsjax.pipelines import GraphJob, SegmentationJob
 
-_SEG = {f.name: f.default for f in dataclasses.fields(SegmentationJob)}
-_GRAPH = {f.name: f.default for f in dataclasses.fields(GraphJob)}
+_SEG = SegmentationJob().flat()
+_GRAPH = GraphJob().flat()
 
 _HELP = {
     "dataset": "Data set. segmentation: synthetic | pascal_voc | cityscapes; "
@@ -156,7 +154,7 @@ def given_flags() -> list[str]:
 def job_from_flags():
     """The job of `--task` built from the flags that were given (others: the task's defaults)."""
     cls = SegmentationJob if FLAGS.task == "segmentation" else GraphJob
-    fields = {f.name for f in dataclasses.fields(cls)}
+    fields = set(cls().flat())
     given = {}
     for name in _HELP:
         value = FLAGS[name].value
@@ -168,4 +166,4 @@ def job_from_flags():
                 f"Drop it or pass the task it belongs to."
             )
         given[name] = parse_grid(value) if name == "grid" else value
-    return cls(**given)
+    return cls.from_flat(given)

@@ -1,8 +1,14 @@
-"""End-to-end jobs behind the command-line tools (segmentation and node classification)."""
+"""End-to-end jobs behind the command-line tools (segmentation and node classification).
+
+A job is data + models + a list of `Method`s; `certify_items` runs any such list over the items
+of a resumable run (see docs/design.md, "Pipelines").
+"""
 
 from lrsjax.pipelines._graph import GraphJob
 from lrsjax.pipelines._graph import run as run_graph
 from lrsjax.pipelines._graph import train_model as train_graph_model
+from lrsjax.pipelines._method import Collective, Item, Method, Model, run_method
+from lrsjax.pipelines._run import Plan, certify_items
 from lrsjax.pipelines._segmentation import SegmentationJob
 from lrsjax.pipelines._segmentation import run as run_segmentation
 from lrsjax.pipelines._segmentation import train_models as train_segmentation_models

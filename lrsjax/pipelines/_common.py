@@ -1,9 +1,8 @@
-"""Pieces shared by the segmentation and graph jobs: config to JSON, ids, certify options."""
+"""Pieces shared by the segmentation and graph jobs: ids, checks, model reuse, progress stages."""
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import inspect
 import re
 import time
@@ -12,17 +11,6 @@ import numpy as np
 
 from lrsjax import _checks, _progress
 from lrsjax._certify import certify
-
-
-def jsonable(job, drop=()) -> dict:
-    """A job dataclass as a dict of JSON values (tuples become lists), without `drop` fields."""
-    out = {}
-    for field in dataclasses.fields(job):
-        if field.name in drop:
-            continue
-        value = getattr(job, field.name)
-        out[field.name] = list(value) if isinstance(value, tuple) else value
-    return out
 
 
 def safe_id(text: str) -> str:
@@ -41,6 +29,34 @@ def check_budget_range(budget_min, budget_max, budget_steps) -> None:
             "budget_steps", budget_steps, "must be 1 when budget_min == budget_max",
             "Widen the budget range or pass --budget_steps=1.",
         )  # fmt: skip
+
+
+def reusable(path, recorded: dict | None, expected: dict, *, overwrite: bool, log) -> bool:
+    """Whether the saved model at `path` may be certified for a job asking for `expected`.
+
+    `recorded`: the settings stored with the model (None: none stored; it is reused with a note).
+    Settings the model did not record are not compared. When a recorded setting differs: with
+    `overwrite`, False (retrain); else ValueError naming the differing settings, because
+    certifying the old model would report it under the new settings.
+    """
+    if recorded is None:
+        log(f"note: {path} does not record its training settings; reusing it unchecked")
+        return True
+    differ = {
+        name: (recorded[name], value)
+        for name, value in expected.items()
+        if name in recorded and recorded[name] != value
+    }
+    if not differ:
+        return True
+    listed = ", ".join(f"{name}={new!r} (saved: {old!r})" for name, (old, new) in differ.items())
+    if overwrite:
+        log(f"{path} was trained with other settings ({listed}); retraining it (--overwrite)")
+        return False
+    raise ValueError(
+        f"the saved model {path} was trained with other settings than this job asks for: "
+        f"{listed}. Pass --overwrite to retrain it (lrsjax-certify), or use a new --out_dir."
+    )
 
 
 def certify_options(progress: bool) -> tuple[dict, dict]:

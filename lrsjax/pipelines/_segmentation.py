@@ -1,60 +1,40 @@
-"""The segmentation job: train (or reuse) a model, certify images, write resumable results.
+"""The segmentation job: train (or reuse) models, certify images, write resumable results.
 
-For every image the job certifies, at equal numbers of forward passes:
-  * localized smoothing (SPEC 2) on an `I x J` grid: per-pixel base certificates, the collective
-    certificate (LP relaxation by default, or hull/MILP) and the naive certificate;
-  * the isotropic baseline (SegCertify-style: one Gaussian of std `sigma`, `K * n0` selection and
-    `K * n` estimation samples, the same forward passes as the `K` localized groups), naive.
-Results go to a `lrsjax.results.RunDir`: one JSON + NPZ per image, written atomically; a rerun
-of the same job resumes and never recomputes a finished image.
+Every image is certified by two methods at equal numbers of forward passes (`methods`):
+  * localized smoothing on an `I x J` grid (Schuchardt et al., 2023; docs/math.md): per-pixel base
+    certificates, the naive certificate and the collective certificate (LP relaxation by default,
+    or hull/MILP);
+  * the isotropic baseline (SegCertify, Fischer et al., 2021: one Gaussian of std `sigma`, `K * n0`
+    selection and `K * n` estimation samples, the forward passes of the `K` localized groups).
+`lrsjax.pipelines._run.certify_items` writes one JSON + NPZ per image to a `lrsjax.results.RunDir`;
+a rerun of the same job resumes and never recomputes a finished image.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import logging
 import pathlib
 import time
 
-import jax
 import numpy as np
 
-from lrsjax import (
-    _checks,
-    _progress,
-    base_certs,
-    collective,
-    data,
-    models,
-    noise,
-    results,
-    training,
-)
-from lrsjax._certify import certify
-from lrsjax.pipelines import _common
+from lrsjax import _checks, _progress, collective, data, models, noise, results, training
+from lrsjax.pipelines import _common, _run
+from lrsjax.pipelines._config import Sections, jsonable, key_streams
+from lrsjax.pipelines._method import Collective, Item, Method, Model
 
 DATASETS = ("synthetic", "pascal_voc", "cityscapes")
 TRAIN_NOISES = ("matched", "isotropic", "localized", "none")
+# Named random streams of the job seed: training image data, test images, the U-Net trained with
+# TRAIN_NOISES[i] (fold 10 + i), image i's certification (fold 1000 + i).
+STREAMS = {"train_data": 1, "test_data": 2, "training": 10, "items": 1000}
 
 
 @dataclasses.dataclass(frozen=True)
-class SegmentationJob:
-    """Every setting of the segmentation job (the CLI flags map one to one onto these fields).
-
-    Data: `dataset` ("synthetic" needs no files; "pascal_voc"/"cityscapes" read `data_dir`),
+class Data:
+    """`dataset` ("synthetic" needs no files; "pascal_voc"/"cityscapes" read `data_dir`),
     `image_size` and `num_classes` (synthetic only), `scale` (real data), `num_train_images`,
-    `num_images` (images certified).
-    Model: `checkpoint` (a saved model to certify; empty: train one per smoothing and keep it in
-    `out_dir/models`), `depth`, `width`, `train_steps`, `train_batch_size`, `learning_rate`,
-    `train_noise` ("matched": each smoothing certifies a model trained with its own noise).
-    Smoothing: `grid` (I, J), `std_min`, `std_max`, `interpolate`, `max_std_at_boundary`,
-    `mask_distance` (0 = none), `sigma` (isotropic baseline).
-    Sampling: `n0`, `n` (per localized group), `alpha`, `correction` (`tau`: the Holm
-    threshold, used with correction="holm" only), `batch_size`.
-    Collective: budgets `budget_min..budget_max` in `budget_steps` steps (l2 radii eps),
-    `num_bins` (0 = no binning), `mode` ("lp", "hull", "milp"), `time_limit_s` (MILP, 0 = none).
-    Run: `seed`, `out_dir`, `overwrite`.
-    """
+    `num_images` (images certified)."""
 
     dataset: str = "synthetic"
     data_dir: str = ""
@@ -63,13 +43,34 @@ class SegmentationJob:
     scale: float = 0.5
     num_train_images: int = 256
     num_images: int = 4
+
+
+@dataclasses.dataclass(frozen=True)
+class UNet:
+    """`checkpoint` (a saved model to certify; empty: train one per smoothing and keep it in
+    `out_dir/models`), `depth`, `width` (channels of the first level)."""
+
     checkpoint: str = ""
     depth: int = 2
     width: int = 8
+
+
+@dataclasses.dataclass(frozen=True)
+class Training:
+    """`train_steps`, `train_batch_size`, `learning_rate`, `train_noise` ("matched": each
+    smoothing certifies a model trained with its own noise)."""
+
     train_steps: int = 300
     train_batch_size: int = 16
     learning_rate: float = 3e-3
     train_noise: str = "matched"
+
+
+@dataclasses.dataclass(frozen=True)
+class Smoothing:
+    """Localized: `grid` (I, J), `std_min`, `std_max`, `interpolate`, `max_std_at_boundary`,
+    `mask_distance` (0 = none); isotropic baseline: `sigma`."""
+
     grid: tuple = (3, 3)
     std_min: float = 0.15
     std_max: float = 1.0
@@ -77,21 +78,72 @@ class SegmentationJob:
     max_std_at_boundary: bool = False
     mask_distance: int = 0
     sigma: float = 0.25
+
+
+@dataclasses.dataclass(frozen=True)
+class Sampling:
+    """`n0`, `n` (per localized group), `alpha`, `correction` (`tau`: the Holm threshold, used
+    with correction="holm" only), `batch_size`."""
+
     n0: int = 32
     n: int = 256
     alpha: float = 0.01
     correction: str = "bonferroni"
     tau: float = 0.75
     batch_size: int = 32
+
+
+@dataclasses.dataclass(frozen=True)
+class Budget:
+    """l2 radii `budget_min..budget_max` in `budget_steps` steps."""
+
     budget_min: float = 0.0
     budget_max: float = 1.0
     budget_steps: int = 11
+
+
+@dataclasses.dataclass(frozen=True)
+class CollectiveSettings:
+    """`num_bins` (0 = no binning), `mode` ("lp", "hull", "milp"), `time_limit_s` (MILP solves,
+    0 = no limit)."""
+
     num_bins: int = 32
     mode: str = "lp"
     time_limit_s: float = 0.0
+
+
+TINY = dict(
+    image_size=16, num_classes=3, num_train_images=8, num_images=2, depth=1, width=4,
+    train_steps=10, train_batch_size=4, grid=(2, 2), n0=8, n=64, batch_size=16,
+    budget_min=0.0, budget_max=0.3, budget_steps=4, num_bins=8,
+)  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True, init=False)
+class SegmentationJob(Sections):
+    """Every setting of the segmentation job, in sections; each setting is also one CLI flag and
+    one config.json key under its flat name (`job.n0 == job.sampling.n0`, see `Sections`).
+
+    Sections: `data` (`Data`), `unet` (`UNet`), `training` (`Training`), `smoothing`
+    (`Smoothing`), `sampling` (`Sampling`), `budget` (`Budget`), `collective`
+    (`CollectiveSettings`). Run: `seed`, `out_dir`, `overwrite`.
+    """
+
+    data: Data = dataclasses.field(default_factory=Data)
+    unet: UNet = dataclasses.field(default_factory=UNet)
+    training: Training = dataclasses.field(default_factory=Training)
+    smoothing: Smoothing = dataclasses.field(default_factory=Smoothing)
+    sampling: Sampling = dataclasses.field(default_factory=Sampling)
+    budget: Budget = dataclasses.field(default_factory=Budget)
+    collective: CollectiveSettings = dataclasses.field(default_factory=CollectiveSettings)
     seed: int = 0
     out_dir: str = "lrsjax_runs/segmentation"
     overwrite: bool = False
+
+    @classmethod
+    def tiny(cls, **settings) -> SegmentationJob:
+        """A job that trains, certifies and reports in seconds (tests), with `settings` on top."""
+        return cls(**{**TINY, **settings})
 
     def validated(self) -> SegmentationJob:
         """Checks every field before anything is loaded, trained or compiled."""
@@ -144,7 +196,7 @@ class SegmentationJob:
         _common.check_budget_range(self.budget_min, self.budget_max, self.budget_steps)
         if self.time_limit_s < 0:
             _checks.fail("time_limit_s", self.time_limit_s, "must be >= 0 (0 = no limit)")
-        return dataclasses.replace(self, grid=grid)
+        return self.replace(grid=grid)
 
     @property
     def budgets(self) -> np.ndarray:
@@ -157,18 +209,17 @@ class SegmentationJob:
 
 def load_data(job: SegmentationJob, split: str) -> data.SegmentationData:
     """The job's data set split ("train" or "test"); synthetic data needs no files."""
+    count = job.num_train_images if split == "train" else job.num_images
     if job.dataset == "synthetic":
-        key = jax.random.fold_in(jax.random.PRNGKey(job.seed), 1 if split == "train" else 2)
-        count = job.num_train_images if split == "train" else job.num_images
+        stream = "train_data" if split == "train" else "test_data"
         return data.synthetic_segmentation(
-            key,
+            key_streams(job.seed, STREAMS).key(stream),
             count,
             image_shape=(job.image_size, job.image_size),
             num_classes=job.num_classes,
             split=split,
         )
     real_split = "train" if split == "train" else "val"
-    count = job.num_train_images if split == "train" else job.num_images
     if job.dataset == "pascal_voc":
         return data.load_pascal_voc(job.data_dir, real_split, scale=job.scale, max_images=count)
     return data.load_cityscapes(job.data_dir, real_split, scale=job.scale, max_images=count)
@@ -189,7 +240,7 @@ def train_model(
     """
     train_data = load_data(job, "train") if train_data is None else train_data
     model = models.UNet(num_classes=train_data.num_classes, depth=job.depth, base_width=job.width)
-    key = jax.random.fold_in(jax.random.PRNGKey(job.seed), 10 + TRAIN_NOISES.index(noise_kind))
+    key = key_streams(job.seed, STREAMS).key("training", TRAIN_NOISES.index(noise_kind))
     start = time.perf_counter()
     params, _ = training.train_segmentation(
         key,
@@ -214,7 +265,7 @@ def train_model(
         model,
         params,
         input_shape=train_data.images.shape[1:],
-        metadata={"noise": noise_kind, "train_seconds": seconds, "job": _common.jsonable(job)},
+        metadata={"noise": noise_kind, "train_seconds": seconds, "job": jsonable(job)},
     )
     log(f"trained a {noise_kind}-noise U-Net in {seconds:.1f} s -> {path}")
     return model, params
@@ -227,208 +278,89 @@ def model_path(job: SegmentationJob, smoothing: str) -> pathlib.Path:
 
 def train_models(job: SegmentationJob, log=_progress.write, progress=True) -> list[pathlib.Path]:
     """Trains (or reuses) the models the job certifies; returns their checkpoint paths."""
-    job = job.validated()
+    job = job.validated().replace(checkpoint="", overwrite=False)
     paths = []
     for smoothing in ("localized", "isotropic"):
         path = model_path(job, smoothing)
         if path not in paths:
-            get_model(dataclasses.replace(job, checkpoint=""), smoothing, log, progress)
+            get_model(job, smoothing, log, progress)
             paths.append(path)
     return paths
 
 
-def get_model(job: SegmentationJob, noise_kind: str, log=_progress.write, progress=True):
-    """The model certified under `noise_kind` smoothing: the checkpoint, a saved one, or trained."""
+def training_settings(job: SegmentationJob, noise_kind: str) -> dict:
+    """The settings a U-Net trained with `noise_kind` noise depends on (the noise itself names
+    its checkpoint file), as stored in its checkpoint's metadata."""
+    names = ["dataset", "num_train_images", "depth", "width", "train_steps", "train_batch_size"]
+    names += ["learning_rate", "seed"]
+    names += ["image_size", "num_classes"] if job.dataset == "synthetic" else ["data_dir", "scale"]
+    if noise_kind == "localized":
+        names += ["grid", "std_min", "std_max", "interpolate", "max_std_at_boundary"]
+        names += ["mask_distance"]
+    elif noise_kind == "isotropic":
+        names += ["sigma"]
+    settings = jsonable(job)
+    return {name: settings[name] for name in names}
+
+
+def get_model(job: SegmentationJob, smoothing: str, log=_progress.write, progress=True):
+    """The model certified under `smoothing`: the checkpoint, a saved one trained with the job's
+    settings, or a newly trained one (a saved one trained otherwise: ValueError, or retrained
+    with `overwrite`)."""
     if job.checkpoint:
         model, params, _ = training.load_segmentation_model(job.checkpoint)
         return model, params
-    path = model_path(job, noise_kind)
+    path = model_path(job, smoothing)
+    noise_kind = _model_noise(job, smoothing)
     if training.checkpoint_exists(path):
-        model, params, _ = training.load_segmentation_model(path)
-        log(f"reusing {path}")
-        return model, params
-    return train_model(job, _model_noise(job, noise_kind), path, log=log, progress=progress)
+        model, params, meta = training.load_segmentation_model(path)
+        recorded = meta.get("extra", {}).get("job")
+        expected = training_settings(job, noise_kind)
+        if _common.reusable(path, recorded, expected, overwrite=job.overwrite, log=log):
+            log(f"reusing {path}")
+            return model, params
+    return train_model(job, noise_kind, path, log=log, progress=progress)
 
 
-def _counts(certified: np.ndarray, correct: np.ndarray, evaluated: np.ndarray):
-    """Certified counts [B] over the `all` and `correct` target sets from a [D, B] mask."""
-    certified = certified & evaluated[:, None]
-    return certified.sum(0).tolist(), (certified & correct[:, None]).sum(0).tolist()
-
-
-def certify_image(job: SegmentationJob, key, x, labels, localized_model, isotropic_model):
-    """Certifies one image with localized and isotropic smoothing; returns (record, arrays).
-
-    Args:
-      job: the validated job.
-      key: this image's JAX key.
-      x: float32 [C, H, W] in [0, 1].
-      labels: int [H, W], 255 = ignore.
-      localized_model, isotropic_model: (apply_fn, params) pairs.
-    """
-    budgets = job.budgets
-    height, width = labels.shape
-    labels_flat = labels.reshape(-1)
-    evaluated = labels_flat != data.IGNORE_LABEL
-    key_localized, key_isotropic = jax.random.split(key)
-    timings = {}
-    options, localized_timings = _common.certify_options(progress=False)
-
-    smoothing = noise.localized_gaussian(
-        x.shape,
-        job.grid,
-        job.std_min,
-        job.std_max,
-        interpolate=job.interpolate,
-        max_std_at_boundary=job.max_std_at_boundary,
-        mask_distance=job.mask_distance or None,
-    )
-    start = time.perf_counter()
-    cert = certify(
-        key_localized,
-        localized_model[0],
-        localized_model[1],
-        x,
-        smoothing,
-        n0=job.n0,
-        n=job.n,
-        alpha=job.alpha,
-        batch_size=job.batch_size,
-        correction=job.correction,
+def methods(job: SegmentationJob) -> list[Method]:
+    """Localized smoothing (naive and collective) and the isotropic baseline at equal forward
+    passes (K groups: the baseline draws K times n0 and n)."""
+    budgets, k = job.budgets, job.num_groups
+    sampling = dict(
+        alpha=job.alpha, batch_size=job.batch_size, correction=job.correction,
         tau=job.tau if job.correction == "holm" else None,
-        **options,
-    )
-    timings["localized_sampling_s"] = time.perf_counter() - start
-    _sampling_timings(timings, "localized", localized_timings)
-    correct = evaluated & ~cert.abstain & (cert.prediction == labels_flat)
-    methods = {}
-
-    naive = base_certs.naive_certified(cert.base_certs, budgets)
-    all_counts, correct_counts = _counts(naive, correct, evaluated)
-    methods["localized_naive"] = results.method_record(
-        "naive",
-        budgets,
-        all_counts,
-        correct_counts,
-        certified_radius_sum=float(np.where(correct, cert.radius, 0.0).sum()),
-        num_certified_correct_per_class=results.per_class_certified_counts(
-            naive, correct, labels_flat, localized_model_classes(cert), evaluated=evaluated
-        ),
-    )
-
-    start = time.perf_counter()
-    collective_all = collective.certify_collective(
-        cert.base_certs, budgets, targets=evaluated, num_bins=job.num_bins or None,
-        mode=job.mode, time_limit_s=job.time_limit_s or None,
     )  # fmt: skip
-    collective_correct = collective.certify_collective(
-        cert.base_certs, budgets, targets=correct, num_bins=job.num_bins or None,
-        mode=job.mode, time_limit_s=job.time_limit_s or None,
+
+    def localized(x):
+        return noise.localized_gaussian(
+            x.shape,
+            job.grid,
+            job.std_min,
+            job.std_max,
+            interpolate=job.interpolate,
+            max_std_at_boundary=job.max_std_at_boundary,
+            mask_distance=job.mask_distance or None,
+        )
+
+    def isotropic(x):
+        return noise.isotropic_gaussian(x.shape, job.sigma)
+
+    step = Collective(
+        f"localized_{job.mode}", job.mode, num_bins=job.num_bins or None,
+        time_limit_s=job.time_limit_s or None, extra={"num_bins": job.num_bins},
     )  # fmt: skip
-    timings["collective_s"] = time.perf_counter() - start
-    methods[f"localized_{job.mode}"] = results.method_record(
-        job.mode,
-        budgets,
-        np.asarray(collective_all.certified).tolist(),
-        np.asarray(collective_correct.certified).tolist(),
-        solver=list(collective_all.solver),
-        status=list(collective_all.status),
-        extra={"status_correct": list(collective_correct.status), "num_bins": job.num_bins},
-    )
-
-    k = job.num_groups
-    isotropic = noise.isotropic_gaussian(x.shape, job.sigma)
-    options, isotropic_timings = _common.certify_options(progress=False)
-    start = time.perf_counter()
-    cert_iso = certify(
-        key_isotropic,
-        isotropic_model[0],
-        isotropic_model[1],
-        x,
-        isotropic,
-        n0=k * job.n0,
-        n=k * job.n,
-        alpha=job.alpha,
-        batch_size=job.batch_size,
-        correction=job.correction,
-        tau=job.tau if job.correction == "holm" else None,
-        **options,
-    )
-    timings["isotropic_sampling_s"] = time.perf_counter() - start
-    _sampling_timings(timings, "isotropic", isotropic_timings)
-    correct_iso = evaluated & ~cert_iso.abstain & (cert_iso.prediction == labels_flat)
-    naive_iso = base_certs.naive_certified(cert_iso.base_certs, budgets)
-    all_iso, correct_counts_iso = _counts(naive_iso, correct_iso, evaluated)
-    iso_metrics = results.output_metrics(
-        cert_iso.prediction, labels_flat, cert_iso.abstain, int(localized_model_classes(cert))
-    )
-    methods["isotropic_naive"] = results.method_record(
-        "naive",
-        budgets,
-        all_iso,
-        correct_counts_iso,
-        certified_radius_sum=float(np.where(correct_iso, cert_iso.radius, 0.0).sum()),
-        metrics=iso_metrics,
-        num_certified_correct_per_class=results.per_class_certified_counts(
-            naive_iso, correct_iso, labels_flat, localized_model_classes(cert), evaluated=evaluated
+    samples = k * (job.n0 + job.n)
+    return [
+        Method(
+            "localized_naive", "localized", localized, budgets,
+            dict(n0=job.n0, n=job.n, **sampling), samples, collective=step, radius_sum=True,
         ),
-        extra={"sigma": job.sigma, "n0": k * job.n0, "n": k * job.n},
-    )
-
-    shape = (height, width)
-    arrays = {
-        "image": np.asarray(x, np.float32),
-        "labels": labels.astype(np.int32),
-        "prediction": cert.prediction.reshape(shape).astype(np.int32),
-        "abstain": cert.abstain.reshape(shape),
-        "radius": cert.radius.reshape(shape),
-        "prediction__isotropic_naive": cert_iso.prediction.reshape(shape).astype(np.int32),
-        "abstain__isotropic_naive": cert_iso.abstain.reshape(shape),
-        "radius__isotropic_naive": cert_iso.radius.reshape(shape),
-    }
-    return methods, arrays, cert, timings
-
-
-def _sampling_timings(timings: dict, prefix: str, certify_timings: dict) -> None:
-    """Adds `<prefix>_compile_s` and `<prefix>_draw_s` (sampling without compilation) to `timings`
-    when `certify` reported them."""
-    if "compile_s" in certify_timings:
-        timings[f"{prefix}_compile_s"] = float(certify_timings["compile_s"])
-    if "select_s" in certify_timings or "estimate_s" in certify_timings:
-        draw = certify_timings.get("select_s", 0.0) + certify_timings.get("estimate_s", 0.0)
-        timings[f"{prefix}_draw_s"] = float(draw)
-
-
-def _item_rate(job: SegmentationJob, timings: dict) -> tuple[float, float]:
-    """(samples/s, compile seconds) of one image: both smoothings' samples over their sampling
-    seconds, compilation excluded where `certify` reported it (compile NaN if unknown)."""
-    samples = 2 * job.num_groups * (job.n0 + job.n)
-    reported = all(f"{p}_draw_s" in timings for p in ("localized", "isotropic"))
-    if reported:
-        seconds = timings["localized_draw_s"] + timings["isotropic_draw_s"]
-    else:
-        seconds = timings["localized_sampling_s"] + timings["isotropic_sampling_s"]
-    compile_s = sum(timings.get(f"{p}_compile_s", np.nan) for p in ("localized", "isotropic"))
-    return samples / max(seconds, 1e-9), compile_s
-
-
-def _item_done(bar, item_id: str, job: SegmentationJob, timings: dict, log) -> None:
-    """Advances the images bar (the first image restarts its clock: it carries compilation),
-    or, where no bar is drawn, logs one line for the image."""
-    samples_per_s, compile_s = _item_rate(job, timings)
-    postfix = _common.rate_postfix(samples_per_s, compile_s)
-    if bar.disable:
-        compiled = f", compile {compile_s:.1f} s" if np.isfinite(compile_s) else ""
-        log(f"{item_id}: {timings['total_s']:.1f} s, {postfix['samples/s']} samples/s{compiled}")
-    if bar.n == 0:
-        _progress.compiled(bar, 1, compile_s=compile_s, **{"samples/s": postfix["samples/s"]})
-    else:
-        bar.update(1)
-        bar.set_postfix(postfix, refresh=False)
-
-
-def localized_model_classes(cert) -> int:
-    return int(cert.select_votes.shape[-1])
+        Method(
+            "isotropic_naive", "isotropic", isotropic, budgets,
+            dict(n0=k * job.n0, n=k * job.n, **sampling), samples, radius_sum=True,
+            extra={"sigma": job.sigma, "n0": k * job.n0, "n": k * job.n},
+        ),
+    ]  # fmt: skip
 
 
 def run(job: SegmentationJob, log=_progress.write, progress=True) -> pathlib.Path:
@@ -439,10 +371,9 @@ def run(job: SegmentationJob, log=_progress.write, progress=True) -> pathlib.Pat
     `log` gets one line per image instead. `log` also gets the summary table at the end.
     """
     job = job.validated()
-    out_dir = pathlib.Path(job.out_dir)
     run_dir = results.RunDir.start(
-        out_dir / "results",
-        {"task": "image", **_common.jsonable(job, drop=("out_dir", "overwrite"))},
+        pathlib.Path(job.out_dir) / "results",
+        {"task": "image", **jsonable(job, drop=("out_dir", "overwrite"))},
         seeds={"seed": job.seed},
         overwrite=job.overwrite,
         # synthetic image i does not depend on num_images (real data: an evenly spaced subset)
@@ -450,42 +381,30 @@ def run(job: SegmentationJob, log=_progress.write, progress=True) -> pathlib.Pat
     )
     test = load_data(job, "test")
     item_ids = [f"img{i:04d}_{_common.safe_id(name)}" for i, name in enumerate(test.ids)]
-    pending = run_dir.pending(item_ids)
-    log(f"{len(item_ids) - len(pending)} of {len(item_ids)} images already done in {run_dir.path}")
-    if pending:
-        loc_model, loc_params = get_model(job, "localized", log=log, progress=progress)
-        iso_model, iso_params = get_model(job, "isotropic", log=log, progress=progress)
-        localized = (models.segmentation_apply_fn(loc_model), loc_params)
-        isotropic = (models.segmentation_apply_fn(iso_model), iso_params)
-        bar = _progress.bar(len(pending), desc="certify images", unit="image", enabled=progress)
-        base_key = jax.random.PRNGKey(job.seed)
-        for item_id in pending:
-            index = item_ids.index(item_id)
-            x, labels = test.image(index)
-            key = jax.random.fold_in(base_key, 1000 + index)
-            start = time.perf_counter()
-            methods, arrays, cert, timings = certify_image(
-                job, key, np.asarray(x), np.asarray(labels), localized, isotropic
-            )
-            timings["total_s"] = time.perf_counter() - start
-            record = results.item_record(
-                item_id,
-                task="image",
-                budget_kind="l2",
-                num_classes=test.num_classes,
-                prediction=arrays["prediction"],
-                labels=arrays["labels"],
-                abstain=arrays["abstain"],
-                methods=methods,
-                seeds={"seed": job.seed, "item_key": [1000 + index]},
-            )
-            run_dir.write_timings(item_id, timings)
-            run_dir.write_item(item_id, record, arrays)
-            _item_done(bar, item_id, job, timings, log)
-        bar.close()
-    summary = results.write_summary(run_dir)
-    log(results.format_table(summary))
-    return run_dir.path
+    streams = key_streams(job.seed, STREAMS)
 
+    def load_item(item_id: str) -> Item:
+        index = item_ids.index(item_id)
+        x, labels = test.image(index)
+        x, labels = np.asarray(x), np.asarray(labels)
+        flat = labels.reshape(-1)
+        return Item(
+            item_id,
+            streams.key("items", index),
+            x,
+            flat,
+            flat != data.IGNORE_LABEL,
+            labels.shape,
+            test.num_classes,
+            arrays={"image": np.asarray(x, np.float32), "labels": labels.astype(np.int32)},
+            seeds={"seed": job.seed, "item_key": [streams.fold("items", index)]},
+        )
 
-logging.getLogger(__name__).addHandler(logging.NullHandler())
+    def prepare() -> _run.Plan:
+        pairs = [get_model(job, s, log=log, progress=progress) for s in ("localized", "isotropic")]
+        apply = [Model(models.segmentation_apply_fn(model), params) for model, params in pairs]
+        return _run.Plan(methods(job), apply, load_item)
+
+    return _run.certify_items(
+        run_dir, item_ids, prepare, task="image", budget_kind="l2", log=log, progress=progress
+    )
