@@ -14,6 +14,7 @@ from scipy.optimize import linprog
 from lrsjax import collective
 from lrsjax.base_certs import BaseCertificates, budget_totals, make_base_certificates
 from lrsjax.collective import _engine, _levels, _relax
+from tests._attack import max_attack
 
 SOLVERS = ("bnb", "scip")
 
@@ -34,39 +35,8 @@ def _tv4():
 # Independent references (scipy only).
 
 
-def _feasible(weights, eta, group, totals) -> bool:
-    """Is there a spend b >= 0 within the totals with (W b)_{group[n]} >= eta[n] for all n?"""
-    t, _, m = weights.shape
-    a_ub = [-weights[:, g, :].reshape(-1) for g in group]
-    b_ub = [-e for e in eta]
-    for k in range(t):
-        row = np.zeros(t * m)
-        row[k * m : (k + 1) * m] = 1.0
-        a_ub.append(row)
-        b_ub.append(totals[k])
-    res = linprog(np.zeros(t * m), A_ub=np.array(a_ub), b_ub=b_ub, bounds=(0, None),
-                  method="highs")  # fmt: skip
-    return res.status == 0
-
-
 def _brute_force_attack(weights, eta, group, totals) -> int:
-    """Largest attacked subset: every subset is tried (feasible sets are closed under subsets,
-    so only feasible sets are extended), each with one LP."""
-    rows = len(eta)
-    best = 0
-    frontier = [()]
-    while frontier:
-        grown = []
-        for subset in frontier:
-            start = subset[-1] + 1 if subset else 0
-            for n in range(start, rows):
-                candidate = (*subset, n)
-                idx = list(candidate)
-                if _feasible(weights, eta[idx], group[idx], totals):
-                    best = max(best, len(candidate))
-                    grown.append(candidate)
-        frontier = grown
-    return best
+    return max_attack(weights, eta, group, totals)
 
 
 def _scipy_paper_lp(weights, eta, group, totals) -> float:

@@ -9,6 +9,7 @@ from scipy.optimize import linprog
 from lrsjax import collective
 from lrsjax.base_certs import make_base_certificates
 from lrsjax.collective import _clique
+from tests._attack import max_attack
 
 
 def _linprog_reach(x, y, e):
@@ -76,20 +77,7 @@ def _ceiling_certs(rng, groups=3):
 
 
 def _brute_force_attack(weights, eta, group, total):
-    """Largest attack: every vector of per-group levels, an LP feasibility each (scipy)."""
-    groups, m = weights.shape
-    options = [np.concatenate([[0.0], np.unique(eta[group == g])]) for g in range(groups)]
-    best = 0
-    for choice in itertools.product(*options):
-        value = sum(int(np.sum((group == g) & (eta <= c))) for g, c in enumerate(choice))
-        if value <= best:
-            continue
-        res = linprog(np.zeros(m), A_ub=np.vstack([-weights, np.ones(m)]),
-                      b_ub=[*(-np.asarray(choice)), total], bounds=[(0, None)] * m,
-                      method="highs")  # fmt: skip
-        if res.status == 0:
-            best = value
-    return best
+    return max_attack(weights, eta, group, total)
 
 
 def _scipy_hull_bound(weights, eta, group, total):

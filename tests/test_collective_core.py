@@ -1,7 +1,5 @@
 """lrsjax.collective against hand-solved cases, brute force and an independent scipy LP."""
 
-import itertools
-
 import numpy as np
 import pytest
 from hypothesis import given
@@ -10,6 +8,7 @@ from scipy.optimize import linprog
 
 from lrsjax import collective
 from lrsjax.base_certs import budget_totals, make_base_certificates
+from tests._attack import max_attack
 
 
 def _tv4():
@@ -69,27 +68,7 @@ def _scipy_paper_lp(problem, totals):
 
 
 def _brute_force_attack(problem, totals):
-    """Largest number of outputs one budget can flip: every subset, an LP feasibility each."""
-    weights = problem.weights
-    t, _, m = weights.shape
-    best = 0
-    rows = range(problem.num_rows)
-    for size in range(problem.num_rows, 0, -1):
-        for subset in itertools.combinations(rows, size):
-            value = int(problem.multiplicity[list(subset)].sum())
-            if value <= best:
-                continue
-            a_ub = [-weights[:, problem.group[n], :].reshape(-1) for n in subset]
-            b_ub = [-problem.eta[n] for n in subset]
-            for k in range(t):
-                row = np.zeros(t * m)
-                row[k * m : (k + 1) * m] = 1.0
-                a_ub.append(row)
-                b_ub.append(totals[k])
-            res = linprog(np.zeros(t * m), A_ub=np.array(a_ub), b_ub=b_ub, method="highs")
-            if res.status == 0:
-                best = value
-    return best
+    return max_attack(problem.weights, problem.eta, problem.group, totals, problem.multiplicity)
 
 
 @st.composite
