@@ -12,3 +12,19 @@ from lrsjax.pipelines._run import Plan, certify_items
 from lrsjax.pipelines._segmentation import SegmentationJob
 from lrsjax.pipelines._segmentation import run as run_segmentation
 from lrsjax.pipelines._segmentation import train_models as train_segmentation_models
+
+__all__ = [
+    "Collective",
+    "GraphJob",
+    "Item",
+    "Method",
+    "Model",
+    "Plan",
+    "SegmentationJob",
+    "certify_items",
+    "run_graph",
+    "run_method",
+    "run_segmentation",
+    "train_graph_model",
+    "train_segmentation_models",
+]
