@@ -44,8 +44,17 @@ def image():
     return np.full((C, H, W), 0.5)
 
 
-@pytest.mark.parametrize("model", [always_nan, inf_model, nan_on_noisy_pixels])
-@pytest.mark.parametrize("certificate", ["neyman_pearson", "variance"])
+@pytest.mark.parametrize(
+    "model, certificate",
+    [
+        (always_nan, "neyman_pearson"),
+        (inf_model, "variance"),
+        (nan_on_noisy_pixels, "neyman_pearson"),
+        pytest.param(nan_on_noisy_pixels, "variance", marks=pytest.mark.slow),
+        pytest.param(always_nan, "variance", marks=pytest.mark.slow),
+        pytest.param(inf_model, "neyman_pearson", marks=pytest.mark.slow),
+    ],
+)
 def test_nonfinite_logits_raise_and_name_the_counts(model, certificate):
     sm = noise.localized_gaussian((C, H, W), GRID, 0.5, 1.0)
     with pytest.raises(ValueError, match=r"NaN or infinite logits: \d+ noisy samples, at \d+ of"):

@@ -240,6 +240,7 @@ def test_training_raises_validation_accuracy_without_recompiling(tmp_path):
     np.testing.assert_array_equal(np.asarray(again), np.asarray(logits))
 
 
+@pytest.mark.slow  # the U-Net test pins the same property in the fast suite
 def test_training_with_a_progress_bar_gives_the_same_parameters(monkeypatch, capsys):
     graph = synthetic_graph(jax.random.key(0), num_nodes=60, num_classes=2, num_features=12)
     train, val, _ = split_nodes(jax.random.key(1), graph.labels, train_per_class=5)

@@ -58,8 +58,15 @@ def threshold_model(params, z):
     return jnp.broadcast_to(jnp.stack([-score, score]), (H, W, 2))
 
 
-@pytest.mark.parametrize("factory", [noise.isotropic_laplace, noise.isotropic_uniform])
-@pytest.mark.parametrize("pixel", [0.58, 0.75])
+@pytest.mark.parametrize(
+    "factory, pixel",
+    [
+        (noise.isotropic_laplace, 0.58),
+        (noise.isotropic_uniform, 0.75),
+        pytest.param(noise.isotropic_laplace, 0.75, marks=pytest.mark.slow),
+        pytest.param(noise.isotropic_uniform, 0.58, marks=pytest.mark.slow),
+    ],
+)
 def test_l1_radius_never_exceeds_the_exact_radius_and_approaches_it(factory, pixel):
     # Laplace: p = 1 - exp(-(x0 - t) / lam) / 2, so -lam log(2 (1 - p)) = x0 - t exactly;
     # uniform: p = (x0 - t + lam) / (2 lam), so lam (2 p - 1) = x0 - t exactly.

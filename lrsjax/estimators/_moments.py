@@ -31,7 +31,8 @@ def dkw_moments(num_bins: int = 1024) -> Estimator:
     """Histogram of the selected class's softmax score; DKW mean and second-moment bounds."""
     num_bins = check_num_bins(num_bins)
     return Estimator(
-        "dkw_moments", "moments", num_bins, _shape, _accumulate, _bound, _certifiable, _bytes,
+        "dkw_moments", "moments", num_bins, num_bins, _shape, _accumulate, _bound, _certifiable,
+        _bytes,
     )  # fmt: skip
 
 

@@ -23,9 +23,12 @@ class Estimator(NamedTuple):
       estimate: the kind of estimate `bound` returns, which selects the noise's certificate:
         "votes" (selection only), "probability" (`ProbabilityEstimate`) or "moments"
         (`MomentEstimate`).
-      config: hashable static configuration (e.g. the number of histogram bins).
-      shape: `shape(config, output_shape, num_classes) -> tuple`, the accumulator's shape.
-      accumulate: `accumulate(config, acc, logits, valid, group_mask, target) -> acc` on the
+      config: hashable configuration of the host side (`bound`, `certifiable`).
+      device_config: hashable configuration of the device side (`shape`, `accumulate`,
+        `bytes_per_output`), e.g. the number of histogram bins. Estimators that accumulate the
+        same way share it, and with it one compiled kernel.
+      shape: `shape(device_config, output_shape, num_classes) -> tuple`, the accumulator's shape.
+      accumulate: `accumulate(device_config, acc, logits, valid, group_mask, target) -> acc` on the
         device: `logits` float [B, *out, C] of one group's batch, `valid` bool [B] (the last batch
         is partial), `group_mask` bool [*out] (the outputs this group certifies), `target` int
         [*out] (the selected class; unused by "votes"). Integer accumulators only, so that sums
@@ -34,13 +37,14 @@ class Estimator(NamedTuple):
         int64 numpy, `prediction` int64 [D], `tested` bool [D] (the family of the correction).
       certifiable: `certifiable(config, n, alpha, num_tested) -> bool`: whether, at best (every
         sample agreeing), any output could be certified; `lrsjax.certify` refuses hopeless `n`.
-      bytes_per_output: `bytes_per_output(config, num_classes) -> int`, device bytes per sample
+      bytes_per_output: `bytes_per_output(device_config, num_classes) -> int`, bytes per sample
         and output while accumulating (memory estimate).
     """
 
     name: str
     estimate: str
     config: Hashable
+    device_config: Hashable
     shape: Callable
     accumulate: Callable
     bound: Callable

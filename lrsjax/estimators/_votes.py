@@ -46,16 +46,16 @@ def _always(config, n, alpha, num_tested):
 def majority_vote() -> Estimator:
     """Per-output class votes `[*out, C]` of argmax predictions: selection by majority vote."""
     return Estimator(
-        "majority_vote", "votes", None, _votes_shape, _accumulate_votes, _votes_bound, _always,
-        _votes_bytes,
+        "majority_vote", "votes", None, None, _votes_shape, _accumulate_votes, _votes_bound,
+        _always, _votes_bytes,
     )  # fmt: skip
 
 
 def clopper_pearson(correction: str = "bonferroni", tau: float | None = None) -> Estimator:
     """Clopper-Pearson lower bounds on the selected class, corrected over the tested outputs.
 
-    Accumulates class votes (the selection kernel's accumulator, so one compiled kernel serves
-    both stages) and bounds `counts[prediction]` out of `n`:
+    Accumulates class votes (the selection kernel's accumulator and device configuration, so one
+    compiled kernel serves both stages) and bounds `counts[prediction]` out of `n`:
       * "bonferroni": `BetaInv(alpha / N_tested; c, n - c + 1)`; all bounds hold at once with
         probability >= 1 - alpha.
       * "holm" (needs `tau` in (1/2, 1)): outputs whose probability provably exceeds `tau` by
@@ -73,7 +73,7 @@ def clopper_pearson(correction: str = "bonferroni", tau: float | None = None) ->
     elif tau is not None:
         _checks.fail("tau", tau, "is only used with correction='holm'", "Drop `tau`.")
     return Estimator(
-        f"clopper_pearson+{correction}", "probability", (correction, tau), _votes_shape,
+        f"clopper_pearson+{correction}", "probability", (correction, tau), None, _votes_shape,
         _accumulate_votes, _probability_bound, _probability_certifiable, _votes_bytes,
     )  # fmt: skip
 
@@ -120,6 +120,6 @@ def _accumulate_consistency(config, acc, logits, valid, group_mask, target):
 def consistency() -> Estimator:
     """Per-output counts of samples whose argmax equals `target` (`[*out]`, no bound)."""
     return Estimator(
-        "consistency", "votes", None, _consistency_shape, _accumulate_consistency, _votes_bound,
-        _always, _votes_bytes,
+        "consistency", "votes", None, None, _consistency_shape, _accumulate_consistency,
+        _votes_bound, _always, _votes_bytes,
     )  # fmt: skip

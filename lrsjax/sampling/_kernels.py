@@ -229,8 +229,10 @@ def kernel(
         apply_noise=prepared.apply,
         noise_config=prepared.config,
         accumulate=estimator.accumulate,
-        estimator_config=estimator.config,
-        counts_shape=tuple(estimator.shape(estimator.config, noise.output_shape, num_classes)),
+        estimator_config=estimator.device_config,
+        counts_shape=tuple(
+            estimator.shape(estimator.device_config, noise.output_shape, num_classes)
+        ),
         batch_size=batch_size,
         per_example=bool(per_example),
         num_groups=noise.num_groups,
@@ -454,7 +456,7 @@ def bytes_per_sample(
     compiling): they come on top, which is why `check_batch_memory` keeps a safety margin.
     """
     logits = 4 * num_outputs * num_classes
-    counting = num_outputs * estimator.bytes_per_output(estimator.config, num_classes)
+    counting = num_outputs * estimator.bytes_per_output(estimator.device_config, num_classes)
     return bytes_per_element * input_size + logits + counting
 
 
@@ -482,7 +484,7 @@ def check_batch_memory(
         for e in estimators
     )
     fixed = max(
-        4 * int(np.prod(e.shape(e.config, (num_outputs,), num_classes))) for e in estimators
+        4 * int(np.prod(e.shape(e.device_config, (num_outputs,), num_classes))) for e in estimators
     )
     available, sharers = _memory.device_available(devices)
     need = sharers * (batch_size * per_sample + fixed)
