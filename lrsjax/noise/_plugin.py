@@ -70,6 +70,8 @@ class NoiseCertificate(NamedTuple):
       binary_radius: float64 [D, 2] or None: largest additions alone / deletions alone certified.
       sparse_grid: bool [D, A + 1, R + 1] or None: sparse-smoothing certificate grid.
       method: str, the certificate's name (e.g. "gaussian", "laplace_l1").
+      interval: float64 [D, 2] or None: certified interval of a transformation parameter
+        (multiplicative smoothing), else None.
     """
 
     abstain: np.ndarray
@@ -78,6 +80,7 @@ class NoiseCertificate(NamedTuple):
     binary_radius: np.ndarray | None = None
     sparse_grid: np.ndarray | None = None
     method: str = ""
+    interval: np.ndarray | None = None
 
 
 class Noise(NamedTuple):
