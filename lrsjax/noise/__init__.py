@@ -4,6 +4,10 @@ Every factory returns a `Noise` (see its docstring and `docs/design.md`, "Add a 
   images, l2:  localized_gaussian, isotropic_gaussian
   images, l1:  localized_laplace, isotropic_laplace, localized_uniform, isotropic_uniform
   graphs (binary attributes, additions / deletions): clustered_bernoulli, isotropic_bernoulli
+  semantic transformations (single output, certified in parameter space): gaussian_brightness,
+    log_gaussian_contrast, gaussian_translation, exponential_blur, rayleigh_gamma,
+    rayleigh_contrast (the transformations: brightness, contrast, gamma_correction,
+    torus_translation, spectral_blur; `rayleigh_interval`)
 `Smoothing` is another name of `Noise`, and `check_smoothing` of `check_noise`.
 """
 
@@ -25,6 +29,7 @@ from lrsjax.noise._gaussian import isotropic_gaussian, localized_gaussian
 from lrsjax.noise._grid import GridCells, cell_distances, grid_cells, localized_stds
 from lrsjax.noise._laplace import isotropic_laplace, localized_laplace
 from lrsjax.noise._plugin import Noise, NoiseCertificate, Prepared, check_noise
+from lrsjax.noise._rayleigh import rayleigh_contrast, rayleigh_gamma, rayleigh_interval
 from lrsjax.noise._samplers import (
     OVERFLOW_PROBABILITY,
     BernoulliParameters,
@@ -38,6 +43,17 @@ from lrsjax.noise._samplers import (
     sample_gaussian,
     sparse_addition_capacity,
     standard_normal,
+)
+from lrsjax.noise._semantic import (
+    brightness,
+    contrast,
+    exponential_blur,
+    gamma_correction,
+    gaussian_brightness,
+    gaussian_translation,
+    log_gaussian_contrast,
+    spectral_blur,
+    torus_translation,
 )
 from lrsjax.noise._uniform import isotropic_uniform, localized_uniform
 
@@ -85,4 +101,16 @@ __all__ = [
     "sample_gaussian",
     "sparse_addition_capacity",
     "standard_normal",
+    "brightness",
+    "contrast",
+    "exponential_blur",
+    "gamma_correction",
+    "gaussian_brightness",
+    "gaussian_translation",
+    "log_gaussian_contrast",
+    "spectral_blur",
+    "torus_translation",
+    "rayleigh_contrast",
+    "rayleigh_gamma",
+    "rayleigh_interval",
 ]
