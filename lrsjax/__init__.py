@@ -2,6 +2,8 @@
 
 Public surface:
   lrsjax.certify, lrsjax.Certificate   one-call certification of a multi-output model
+  lrsjax.certify_classifier, lrsjax.predict_classifier, lrsjax.segcertify
+                      Cohen et al.'s CERTIFY / PREDICT for single-output classifiers, SegCertify
   lrsjax.SparseBinary  the sparse binary attribute format of graph inputs (also lrsjax.data)
   lrsjax.noise        noise plug-ins: localized Gaussian, Laplace and uniform grids, Bernoulli
   lrsjax.estimators   estimator plug-ins: majority vote, Clopper-Pearson, DKW moments
@@ -34,8 +36,17 @@ _SUBPACKAGES = (
 )
 _FROM_CERTIFY = ("certify", "Certificate")
 _FROM_SPARSE = ("SparseBinary",)
+_FROM_CLASSIFY = (
+    "certify_classifier",
+    "ClassifierCertificate",
+    "predict_classifier",
+    "ClassifierPrediction",
+    "segcertify",
+    "lp_radius_from_l2",
+    "uniform_linf_radius",
+)
 
-__all__ = ["__version__", *_FROM_CERTIFY, *_FROM_SPARSE, *_SUBPACKAGES]
+__all__ = ["__version__", *_FROM_CERTIFY, *_FROM_CLASSIFY, *_FROM_SPARSE, *_SUBPACKAGES]
 
 
 def __getattr__(name):
@@ -43,6 +54,8 @@ def __getattr__(name):
         return importlib.import_module(f"lrsjax.{name}")
     if name in _FROM_CERTIFY:
         return getattr(importlib.import_module("lrsjax._certify"), name)
+    if name in _FROM_CLASSIFY:
+        return getattr(importlib.import_module("lrsjax._classify"), name)
     if name in _FROM_SPARSE:
         return getattr(importlib.import_module("lrsjax._sparse"), name)
     raise AttributeError(f"module 'lrsjax' has no attribute {name!r}")

@@ -13,7 +13,9 @@ ROOT = pathlib.Path(lrsjax.__file__).resolve().parent
 
 PUBLIC = {
     "lrsjax": {
-        "__version__", "certify", "Certificate", "SparseBinary", "base_certs", "cli", "collective",
+        "__version__", "certify", "Certificate", "certify_classifier", "ClassifierCertificate",
+        "predict_classifier", "ClassifierPrediction", "segcertify", "lp_radius_from_l2",
+        "uniform_linf_radius", "SparseBinary", "base_certs", "cli", "collective",
         "data", "estimators", "models", "noise", "pipelines", "results", "sampling", "stats",
         "training",
     },
@@ -60,7 +62,9 @@ PUBLIC = {
     },
     "lrsjax.results": {
         "ACR_RULE", "CertifiedCounts", "CertifiedCurve", "ItemScan", "RunDir", "SCHEMA_VERSION",
-        "acr_from_curve", "atomic_path", "average_certified_radius", "certified_accuracy_curve",
+        "abstain_rate", "acr_from_curve", "certified_accuracy_at", "exact_acr",
+        "high_probability_certified_accuracy", "atomic_path", "average_certified_radius",
+        "certified_accuracy_curve",
         "certified_counts", "check_formats", "collect_environment", "confusion_matrix",
         "curve_from_counts", "format_class_tables", "format_table", "item_record", "make_report",
         "mean_iou", "method_record", "output_metrics", "per_class_certified_counts",

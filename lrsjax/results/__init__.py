@@ -1,6 +1,12 @@
 """Result files (schema, atomic writes, resume), metrics and summaries."""
 
 from lrsjax.results._atomic import atomic_path, write_bytes, write_json, write_text
+from lrsjax.results._classifier import (
+    abstain_rate,
+    certified_accuracy_at,
+    exact_acr,
+    high_probability_certified_accuracy,
+)
 from lrsjax.results._metrics import (
     ACR_RULE,
     CertifiedCounts,
@@ -36,17 +42,21 @@ __all__ = [
     "CertifiedCurve",
     "ItemScan",
     "RunDir",
+    "abstain_rate",
     "acr_from_curve",
     "atomic_path",
     "average_certified_radius",
+    "certified_accuracy_at",
     "certified_accuracy_curve",
     "certified_counts",
     "check_formats",
     "collect_environment",
     "confusion_matrix",
     "curve_from_counts",
+    "exact_acr",
     "format_class_tables",
     "format_table",
+    "high_probability_certified_accuracy",
     "item_record",
     "make_report",
     "mean_iou",
