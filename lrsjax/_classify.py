@@ -184,7 +184,7 @@ def predict_classifier(
 ) -> ClassifierPrediction:
     """Cohen et al.'s PREDICT: the smoothed class, or -1 (abstain), with a two-sided binomial test.
 
-    Guarantee (Hung & Fithian, 2016; Cohen et al., 2019, Proposition 1): for each input, the
+    Guarantee (Hung & Fithian, 2016, as used by Cohen et al., 2019): for each input, the
     probability that a class other than the smoothed classifier's `g(x)` is returned is at most
     `alpha`. A returned class carries no radius (use `certify_classifier`).
 
@@ -272,8 +272,8 @@ def lp_radius_from_l2(r2, d, p):
 
     `||v||_2 <= d^(1/2 - 1/p) ||v||_p` for `p >= 2` (Hoelder), so every `||v||_p < r2 /
     d^(1/2 - 1/p)` lies in the certified l2 ball; for `1 <= p <= 2`, `||v||_2 <= ||v||_p` and the
-    radius is `r2` itself. Kumar et al. (2020) show that i.i.d. smoothing cannot do much better in
-    high dimension. Converted radii are rounded down by one unit in the last place.
+    radius is `r2` itself (the loss in `d` is the "curse of dimensionality" of Kumar et al.,
+    2020). Converted radii are rounded down by one unit in the last place.
 
     Args:
       r2: float >= 0, any shape: l2 radii.
