@@ -3,6 +3,15 @@ binary attribute format (`SparseBinary`) of graph inputs."""
 
 from lrsjax._sparse import SparseBinary, from_scipy, to_dense
 from lrsjax.data._cityscapes import CITYSCAPES_CLASSES, load_cityscapes
+from lrsjax.data._classification import (
+    CIFAR10_CLASSES,
+    SYNTHETIC_PATTERNS,
+    ClassificationData,
+    check_classification_data,
+    load_cifar10,
+    load_image_folder,
+    synthetic_classification,
+)
 from lrsjax.data._clustering import metis_clusters, spectral_clusters
 from lrsjax.data._graph import Graph, load_npz_graph, split_nodes, synthetic_graph
 from lrsjax.data._segmentation import (
@@ -15,6 +24,13 @@ from lrsjax.data._segmentation import (
 from lrsjax.data._voc import VOC_CLASSES, load_pascal_voc
 
 __all__ = [
+    "CIFAR10_CLASSES",
+    "SYNTHETIC_PATTERNS",
+    "ClassificationData",
+    "check_classification_data",
+    "load_cifar10",
+    "load_image_folder",
+    "synthetic_classification",
     "CITYSCAPES_CLASSES",
     "IGNORE_LABEL",
     "SYNTHETIC_SIZE_RANGE",

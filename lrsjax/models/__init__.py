@@ -1,4 +1,5 @@
-"""Flax models: U-Net for segmentation, GCN/APPNP over jraph graphs."""
+"""Flax models: U-Net for segmentation, a small ResNet for image classification, GCN/APPNP over
+jraph graphs."""
 
 from lrsjax.models._gnn import (
     APPNP,
@@ -11,6 +12,13 @@ from lrsjax.models._gnn import (
 )
 from lrsjax.models._gnn import model_config as gnn_config
 from lrsjax.models._gnn import model_from_config as gnn_from_config
+from lrsjax.models._resnet import (
+    ResNet,
+    classifier_apply_fn,
+    init_classifier_params,
+    resnet_config,
+    resnet_from_config,
+)
 from lrsjax.models._unet import (
     UNet,
     init_segmentation_params,
@@ -20,6 +28,11 @@ from lrsjax.models._unet import (
 from lrsjax.models._unet import model_config as unet_config
 
 __all__ = [
+    "ResNet",
+    "classifier_apply_fn",
+    "init_classifier_params",
+    "resnet_config",
+    "resnet_from_config",
     "APPNP",
     "GCN",
     "SparseDense",

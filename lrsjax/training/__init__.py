@@ -1,6 +1,14 @@
-"""Noise-augmented training of segmentation and graph models (optax), and checkpoints."""
+"""Noise-augmented training of image classifiers, segmentation and graph models (optax), and
+checkpoints."""
 
 from lrsjax.training._checkpoint import checkpoint_exists, load_checkpoint, save_checkpoint
+from lrsjax.training._classification import (
+    ClassifierTrainHistory,
+    evaluate_classifier,
+    load_classifier,
+    save_classifier,
+    train_classifier,
+)
 from lrsjax.training._graph import (
     GraphTrainHistory,
     load_graph_model,
@@ -23,6 +31,11 @@ from lrsjax.training._segmentation import (
 )
 
 __all__ = [
+    "ClassifierTrainHistory",
+    "evaluate_classifier",
+    "load_classifier",
+    "save_classifier",
+    "train_classifier",
     "GraphTrainHistory",
     "SegmentationEval",
     "SegmentationNoise",

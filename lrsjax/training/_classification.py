@@ -1,0 +1,451 @@
+"""Noise-augmented training and evaluation of image classifiers, and their checkpoints.
+
+A smoothed classifier (Cohen et al., 2019) is only as good as its base model under the smoothing
+noise, so the base model is trained on noisy inputs drawn exactly like the certificate's samples:
+each example gets its own draw from the noise plug-in's per-example sampler
+(`noise.prepare(noise, x).sample`, e.g. `x + sigma * e` with `e` from
+`lrsjax.noise.standard_normal` for `isotropic_gaussian`), added in [0, 1] pixel units before the
+model's own normalisation. `noise=None` trains on clean inputs.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import numbers
+import pathlib
+import time
+from collections.abc import Callable
+from typing import NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from lrsjax import _checks, _progress
+from lrsjax._keys import check_key, seed_sequence
+from lrsjax.data import ClassificationData, check_classification_data
+from lrsjax.models import (
+    ResNet,
+    classifier_apply_fn,
+    init_classifier_params,
+    resnet_config,
+    resnet_from_config,
+)
+from lrsjax.noise import Noise, check_noise
+from lrsjax.training._checkpoint import load_checkpoint, read_metadata, save_checkpoint
+from lrsjax.training._segmentation import _batch_order
+
+_LOG = logging.getLogger(__name__)
+CHECKPOINT_FORMAT = "lrsjax.classifier_model/1"
+
+
+# ----------------------------------------------------------------------------------------------
+# Noise
+# ----------------------------------------------------------------------------------------------
+
+
+class _Sampler(NamedTuple):
+    """The hashable part of a bound noise: what the jitted steps close over."""
+
+    sample: Callable
+    config: object
+    scales: bytes  # float32 per_group[0] bytes
+    scales_shape: tuple
+    common: bytes  # int32 region bytes
+    common_shape: tuple
+
+
+def _sampler(noise: Noise | None, image_shape: tuple) -> _Sampler | None:
+    """Binds `noise` once (to a blank image of `image_shape`) and keeps its per-example sampler.
+
+    Only single-group noises are accepted: a classifier has one output, smoothed by one group.
+    """
+    if noise is None:
+        return None
+    check_noise(noise, "noise")
+    if noise.num_groups != 1:
+        _checks.fail(
+            "noise",
+            f"a {noise.kind} noise with {noise.num_groups} groups",
+            "must have one smoothing group (a classifier has one output)",
+            "Use an isotropic noise, e.g. lrsjax.noise.isotropic_gaussian((C, H, W), sigma).",
+        )
+    if tuple(noise.region.shape) != tuple(image_shape[1:]):
+        _checks.fail(
+            "noise",
+            f"a noise for images of size {tuple(noise.region.shape)}",
+            f"must match the training images' size {tuple(image_shape[1:])}",
+            "Build the noise for the data's image size.",
+        )
+    prepared = noise.prepare(noise, np.full(image_shape, 0.5, np.float32))
+    if prepared.overflow_message is not None or not isinstance(prepared.common, jax.Array):
+        _checks.fail(
+            "noise",
+            noise.kind,
+            "must be an additive image noise (Gaussian, Laplace or uniform)",
+            "Train on images with lrsjax.noise.isotropic_gaussian/laplace/uniform.",
+        )
+    scales = np.asarray(prepared.per_group[0], np.float32)
+    common = np.asarray(prepared.common, np.int32)
+    return _Sampler(
+        prepared.sample, prepared.config, scales.tobytes(), scales.shape, common.tobytes(),
+        common.shape,
+    )  # fmt: skip
+
+
+def _noisy(sampler: _Sampler, key, images):
+    """float32 [B, C, H, W]: one draw of the noise per example, each from its own key."""
+    scales = jnp.asarray(np.frombuffer(sampler.scales, np.float32).reshape(sampler.scales_shape))
+    common = jnp.asarray(np.frombuffer(sampler.common, np.int32).reshape(sampler.common_shape))
+    keys = jax.random.split(key, images.shape[0])
+    noisy, _ = jax.vmap(sampler.sample, in_axes=(None, 0, 0, None, None))(
+        sampler.config, keys, images, scales, common
+    )
+    return noisy
+
+
+# ----------------------------------------------------------------------------------------------
+# Evaluation
+# ----------------------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=8)
+def _predict_fn(apply_fn: Callable, sampler: _Sampler | None) -> Callable:
+    """jit(params, key, images [B, C, H, W]) -> int32 [B] predictions (noisy if `sampler`)."""
+    batched = jax.vmap(apply_fn, in_axes=(None, 0))
+
+    def predict(params, key, images):
+        if sampler is not None:
+            images = _noisy(sampler, key, images)
+        return jnp.argmax(batched(params, images), axis=-1).astype(jnp.int32)
+
+    return jax.jit(predict)
+
+
+def evaluate_classifier(
+    apply_fn: Callable,
+    params,
+    data: ClassificationData,
+    *,
+    batch_size: int = 128,
+    noise: Noise | None = None,
+    key=None,
+) -> float:
+    """Accuracy of the base model on `data`, clean or under one draw of `noise` per image.
+
+    Args:
+      apply_fn: apply_fn(params, x [C, H, W]) -> logits [num_classes] (the certify contract).
+      params: its parameters.
+      data: a ClassificationData.
+      batch_size: images per forward pass (a last, smaller batch is padded by repetition).
+      noise: None (clean) or a single-group image noise (e.g. `isotropic_gaussian`).
+      key: JAX key, required with `noise`; batch `b` draws from fold_in(key, b).
+    Returns:
+      the fraction of correctly classified images.
+    """
+    check_classification_data("data", data)
+    batch_size = min(_checks.positive_int("batch_size", batch_size), data.num_images)
+    sampler = _sampler(noise, data.image_shape)
+    if sampler is not None:
+        if key is None:
+            _checks.fail("key", key, "is required with a noise", "Pass jax.random.key(0).")
+        check_key("key", key)
+    else:
+        key = jax.random.key(0)  # unused: no noise is drawn
+    predict = _predict_fn(apply_fn, sampler)
+    correct = 0
+    for batch, start in enumerate(range(0, data.num_images, batch_size)):
+        idx = np.arange(start, min(start + batch_size, data.num_images))
+        padded = np.resize(idx, batch_size)
+        pred = np.asarray(predict(params, jax.random.fold_in(key, batch), data.images[padded]))
+        correct += int(np.sum(pred[: idx.size] == data.labels[idx]))
+    return correct / data.num_images
+
+
+# ----------------------------------------------------------------------------------------------
+# Training
+# ----------------------------------------------------------------------------------------------
+
+
+class ClassifierTrainHistory(NamedTuple):
+    """What happened during `train_classifier`.
+
+    Fields:
+      steps: int64 [L], the step count at each log point.
+      loss: float64 [L], mean training loss over the steps since the previous log point.
+      seconds: float64 [L], wall-clock seconds since training began (compilation included).
+      clean_accuracy: accuracy on `eval_data` without noise after training, or None.
+      noisy_accuracy: accuracy on `eval_data` under one draw of the training noise, or None (also
+        None when training without noise).
+    """
+
+    steps: np.ndarray
+    loss: np.ndarray
+    seconds: np.ndarray
+    clean_accuracy: float | None
+    noisy_accuracy: float | None
+
+
+@functools.lru_cache(maxsize=8)
+def _train_step(model, sampler, learning_rate, warmup_steps, steps):
+    """(optimizer, jit(params, opt_state, key, step, images, labels, idx) -> (params, opt_state,
+    loss)); the step's noise key is fold_in(key, step). Cached on the (hashable) configuration so
+    repeated runs reuse the compiled step."""
+    schedule = optax.warmup_cosine_decay_schedule(
+        0.0, learning_rate, warmup_steps, steps, end_value=learning_rate * 0.01
+    )
+    optimizer = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(schedule))
+
+    def loss_fn(params, key, images, labels):
+        if sampler is not None:
+            images = _noisy(sampler, key, images)
+        logits = model.apply(params, jnp.transpose(images, (0, 2, 3, 1)))
+        losses = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), labels)
+        return jnp.mean(losses)
+
+    def step(params, opt_state, key, step_index, images, labels, idx):
+        key = jax.random.fold_in(key, step_index)
+        loss, grads = jax.value_and_grad(loss_fn)(params, key, images[idx], labels[idx])
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    return optimizer, jax.jit(step)
+
+
+def train_classifier(
+    key,
+    model: nn.Module,
+    data: ClassificationData,
+    *,
+    noise: Noise | None,
+    steps: int = 1000,
+    batch_size: int = 64,
+    learning_rate: float = 3e-3,
+    warmup_steps: int | None = None,
+    eval_data: ClassificationData | None = None,
+    eval_batch_size: int = 128,
+    log_every: int = 100,
+    init_params=None,
+    progress: bool = False,
+):
+    """Trains an image classifier with noise augmentation (Cohen et al., 2019, Section 3).
+
+    Adam with a linear warmup (default min(100, steps // 10) steps) and cosine decay to 1% of
+    `learning_rate`; gradients clipped to global norm 1. Batches are drawn without replacement
+    (reshuffled every epoch); every example of every step gets a fresh noise draw from the
+    noise plug-in's own sampler. Deterministic for `key`: the same key gives the same parameters.
+
+    Args:
+      key: JAX key (split into init, batch order, noise and evaluation keys).
+      model: a linen module mapping [B, H, W, C] in [0, 1] to logits [B, num_classes] (hashable,
+        as linen modules are: the compiled step is cached per configuration).
+      data: the training ClassificationData.
+      noise: the smoothing noise to train under, a single-group image noise such as
+        `lrsjax.noise.isotropic_gaussian(data.image_shape, sigma)`; None trains on clean images.
+      steps, batch_size, learning_rate: optimisation settings (batch_size <= number of images).
+      warmup_steps: linear warmup length (None: min(100, steps // 10)).
+      eval_data: if given, evaluated clean and under the training noise after training.
+      eval_batch_size: batch size of that evaluation.
+      log_every: record (and log at INFO) the mean loss every this many steps.
+      init_params: start from these parameters instead of `init_classifier_params`.
+      progress: draw a progress bar on stderr (see `lrsjax._progress` for when it is drawn). It
+        never changes the result.
+    Returns:
+      (params, ClassifierTrainHistory).
+    """
+    check_classification_data("data", data)
+    if eval_data is not None:
+        check_classification_data("eval_data", eval_data)
+        if eval_data.num_classes != data.num_classes:
+            _checks.fail(
+                "eval_data.num_classes",
+                eval_data.num_classes,
+                f"must equal data.num_classes ({data.num_classes})",
+            )
+    check_key("key", key)
+    if not isinstance(model, nn.Module):
+        _checks.fail(
+            "model", type(model).__name__, "must be a flax linen Module", "E.g. ResNet(10)."
+        )
+    if getattr(model, "num_classes", data.num_classes) != data.num_classes:
+        _checks.fail(
+            "model.num_classes",
+            model.num_classes,
+            f"must equal data.num_classes ({data.num_classes})",
+            "Build the model with the data set's number of classes.",
+        )
+    sampler = _sampler(noise, data.image_shape)
+    steps = _checks.positive_int("steps", steps)
+    batch_size = _checks.positive_int("batch_size", batch_size)
+    if batch_size > data.num_images:
+        _checks.fail(
+            "batch_size",
+            batch_size,
+            f"must not exceed the number of training images ({data.num_images})",
+            "Use a smaller batch or more images.",
+        )
+    log_every = _checks.positive_int("log_every", log_every)
+    eval_batch_size = _checks.positive_int("eval_batch_size", eval_batch_size)
+    if (
+        isinstance(learning_rate, bool)
+        or not isinstance(learning_rate, numbers.Real)
+        or not math.isfinite(learning_rate)
+        or learning_rate <= 0
+    ):
+        _checks.fail("learning_rate", learning_rate, "must be a positive finite number")
+    if warmup_steps is None:
+        warmup_steps = min(100, steps // 10)
+    warmup_steps = _checks.positive_int("warmup_steps", warmup_steps, minimum=0)
+    if warmup_steps >= steps:
+        _checks.fail("warmup_steps", warmup_steps, f"must be below steps ({steps})")
+
+    key_init, key_order, key_noise, key_eval = jax.random.split(key, 4)
+    params = (
+        init_params
+        if init_params is not None
+        else init_classifier_params(key_init, model, data.image_shape)
+    )
+    optimizer, train_step = _train_step(model, sampler, float(learning_rate), warmup_steps, steps)
+    opt_state = optimizer.init(params)
+    images = jnp.asarray(data.images)
+    labels = jnp.asarray(data.labels, jnp.int32)
+    order = _batch_order(
+        np.random.default_rng(seed_sequence(key_order)), data.num_images, batch_size
+    )
+
+    start = time.perf_counter()
+    log_steps, log_loss, log_seconds, window = [], [], [], []
+    kind = "clean" if noise is None else f"{noise.kind} noise"
+    bar = _progress.bar(steps, desc=f"train {type(model).__name__} ({kind})", unit="step",
+                        enabled=progress)  # fmt: skip
+    for step in range(steps):
+        idx = jnp.asarray(next(order))
+        params, opt_state, loss = train_step(
+            params, opt_state, key_noise, step, images, labels, idx
+        )
+        window.append(loss)
+        _progress.training_step(bar, step, loss)
+        if (step + 1) % log_every == 0 or step + 1 == steps:
+            mean_loss = float(np.mean(np.asarray(jax.device_get(window))))
+            elapsed = time.perf_counter() - start
+            log_steps.append(step + 1)
+            log_loss.append(mean_loss)
+            log_seconds.append(elapsed)
+            window = []
+            _LOG.info("step %d/%d loss %.4f (%.1f s)", step + 1, steps, mean_loss, elapsed)
+    bar.close()
+
+    clean = noisy = None
+    if eval_data is not None:
+        apply_fn = classifier_apply_fn(model)
+        clean = evaluate_classifier(apply_fn, params, eval_data, batch_size=eval_batch_size)
+        if noise is not None:
+            noisy = evaluate_classifier(
+                apply_fn, params, eval_data, batch_size=eval_batch_size, noise=noise, key=key_eval
+            )
+    history = ClassifierTrainHistory(
+        steps=np.array(log_steps, np.int64),
+        loss=np.array(log_loss, np.float64),
+        seconds=np.array(log_seconds, np.float64),
+        clean_accuracy=clean,
+        noisy_accuracy=noisy,
+    )
+    return params, history
+
+
+# ----------------------------------------------------------------------------------------------
+# Checkpoints
+# ----------------------------------------------------------------------------------------------
+
+_MODELS = {"ResNet": (ResNet, resnet_from_config)}
+
+
+def save_classifier(path, model: nn.Module, params, *, input_shape, metadata=None) -> None:
+    """Saves params and everything needed to rebuild the model (lrsjax.training.save_checkpoint).
+
+    Args:
+      path: checkpoint file; the metadata goes to `path` + ".json" (both written atomically,
+        msgpack and JSON: nothing is pickled).
+      model: a ResNet.
+      params: its variables.
+      input_shape: (C, H, W) of the training images.
+      metadata: optional JSON-serialisable dict stored under "extra" (e.g. the training noise).
+    """
+    name = type(model).__name__
+    if name not in _MODELS or not isinstance(model, _MODELS[name][0]):
+        _checks.fail("model", name, f"must be one of {tuple(_MODELS)}", "Save a ResNet.")
+    shape = tuple(input_shape)
+    if len(shape) != 3:
+        _checks.fail("input_shape", input_shape, "must be (C, H, W)")
+    shape = tuple(_checks.positive_int("input_shape", v) for v in shape)
+    _check_param_shapes(params, _param_template(model, shape), shape)
+    meta = {
+        "format": CHECKPOINT_FORMAT,
+        "model_class": name,
+        "model_config": resnet_config(model),
+        "input_shape": list(shape),
+        "extra": dict(metadata or {}),
+    }
+    save_checkpoint(path, jax.device_get(params), meta)
+
+
+def load_classifier(path):
+    """Rebuilds a model saved by `save_classifier` from the checkpoint alone.
+
+    Returns:
+      (model, params, metadata) with metadata the stored dict ("model_class", "model_config",
+      "input_shape", "extra").
+    """
+    meta_path = pathlib.Path(str(path) + ".json")
+    if not meta_path.is_file():
+        raise FileNotFoundError(
+            f"`path` {str(path)!r} has no metadata file {str(meta_path)!r}; it is not a complete "
+            "checkpoint written by save_classifier. Train first or point to another checkpoint."
+        )
+    meta = read_metadata(meta_path)
+    if meta.get("format") != CHECKPOINT_FORMAT or meta.get("model_class") not in _MODELS:
+        raise ValueError(
+            f"{str(meta_path)!r} is not a lrsjax classifier checkpoint (format "
+            f"{meta.get('format')!r}, model {meta.get('model_class')!r}); expected format "
+            f"{CHECKPOINT_FORMAT!r} with a model in {tuple(_MODELS)}."
+        )
+    try:
+        model = _MODELS[meta["model_class"]][1](meta["model_config"])
+        input_shape = tuple(int(v) for v in meta["input_shape"])
+        if len(input_shape) != 3 or min(input_shape) < 1:
+            raise ValueError(f"input_shape {input_shape} is not [C, H, W]")
+        template = _param_template(model, input_shape)
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise ValueError(
+            f"The checkpoint metadata {str(meta_path)!r} does not describe a model "
+            f"({type(err).__name__}: {err}): its `model_config` or `input_shape` is missing or "
+            "malformed. Save the checkpoint again with save_classifier."
+        ) from err
+    params, meta = load_checkpoint(path, template)
+    _check_param_shapes(params, template, input_shape)
+    return model, jax.tree.map(jnp.asarray, params), meta
+
+
+def _param_template(model: nn.Module, input_shape: tuple):
+    channels, height, width = input_shape
+    dummy = jax.ShapeDtypeStruct((1, height, width, channels), jnp.float32)
+    return jax.eval_shape(model.init, jax.random.key(0), dummy)
+
+
+def _check_param_shapes(params, template, input_shape) -> None:
+    if jax.tree_util.tree_structure(template) != jax.tree_util.tree_structure(params):
+        raise ValueError(
+            "`params` do not have the structure of the model's variables; pass the variables of "
+            "this model (e.g. from init_classifier_params)."
+        )
+    for want, have in zip(jax.tree.leaves(template), jax.tree.leaves(params)):
+        if tuple(want.shape) != tuple(np.shape(have)):
+            raise ValueError(
+                f"`params` hold an array of shape {np.shape(have)} where the model with input "
+                f"shape {input_shape} expects {tuple(want.shape)}; model config, input shape and "
+                "params do not match."
+            )
