@@ -4,6 +4,9 @@ Public surface:
   lrsjax.certify, lrsjax.Certificate   one-call certification of a multi-output model
   lrsjax.certify_classifier, lrsjax.predict_classifier, lrsjax.segcertify
                       Cohen et al.'s CERTIFY / PREDICT for single-output classifiers, SegCertify
+  lrsjax.probabilistic_certificate, lrsjax.ProbabilisticCertificate
+                      a Clopper-Pearson bound on the probability that a random transform changes
+                      a classifier's prediction
   lrsjax.SparseBinary  the sparse binary attribute format of graph inputs (also lrsjax.data)
   lrsjax.noise        noise plug-ins: localized Gaussian, Laplace and uniform grids, Bernoulli
   lrsjax.estimators   estimator plug-ins: majority vote, Clopper-Pearson, DKW moments
@@ -36,6 +39,7 @@ _SUBPACKAGES = (
 )
 _FROM_CERTIFY = ("certify", "Certificate")
 _FROM_SPARSE = ("SparseBinary",)
+_FROM_PROBABILISTIC = ("probabilistic_certificate", "ProbabilisticCertificate")
 _FROM_CLASSIFY = (
     "certify_classifier",
     "ClassifierCertificate",
@@ -46,7 +50,14 @@ _FROM_CLASSIFY = (
     "uniform_linf_radius",
 )
 
-__all__ = ["__version__", *_FROM_CERTIFY, *_FROM_CLASSIFY, *_FROM_SPARSE, *_SUBPACKAGES]
+__all__ = [
+    "__version__",
+    *_FROM_CERTIFY,
+    *_FROM_CLASSIFY,
+    *_FROM_PROBABILISTIC,
+    *_FROM_SPARSE,
+    *_SUBPACKAGES,
+]
 
 
 def __getattr__(name):
@@ -56,6 +67,8 @@ def __getattr__(name):
         return getattr(importlib.import_module("lrsjax._certify"), name)
     if name in _FROM_CLASSIFY:
         return getattr(importlib.import_module("lrsjax._classify"), name)
+    if name in _FROM_PROBABILISTIC:
+        return getattr(importlib.import_module("lrsjax._probabilistic"), name)
     if name in _FROM_SPARSE:
         return getattr(importlib.import_module("lrsjax._sparse"), name)
     raise AttributeError(f"module 'lrsjax' has no attribute {name!r}")

@@ -7,7 +7,8 @@ Every factory returns a `Noise` (see its docstring and `docs/design.md`, "Add a 
   semantic transformations (single output, certified in parameter space): gaussian_brightness,
     log_gaussian_contrast, gaussian_translation, exponential_blur, rayleigh_gamma,
     rayleigh_contrast (the transformations: brightness, contrast, gamma_correction,
-    torus_translation, spectral_blur; `rayleigh_interval`)
+    torus_translation, spectral_blur; `rayleigh_interval`; parameter draws
+    standard_exponential, standard_rayleigh)
 `Smoothing` is another name of `Noise`, and `check_smoothing` of `check_noise`.
 """
 
@@ -29,7 +30,12 @@ from lrsjax.noise._gaussian import isotropic_gaussian, localized_gaussian
 from lrsjax.noise._grid import GridCells, cell_distances, grid_cells, localized_stds
 from lrsjax.noise._laplace import isotropic_laplace, localized_laplace
 from lrsjax.noise._plugin import Noise, NoiseCertificate, Prepared, check_noise
-from lrsjax.noise._rayleigh import rayleigh_contrast, rayleigh_gamma, rayleigh_interval
+from lrsjax.noise._rayleigh import (
+    rayleigh_contrast,
+    rayleigh_gamma,
+    rayleigh_interval,
+    standard_rayleigh,
+)
 from lrsjax.noise._samplers import (
     OVERFLOW_PROBABILITY,
     BernoulliParameters,
@@ -53,6 +59,7 @@ from lrsjax.noise._semantic import (
     gaussian_translation,
     log_gaussian_contrast,
     spectral_blur,
+    standard_exponential,
     torus_translation,
 )
 from lrsjax.noise._uniform import isotropic_uniform, localized_uniform
@@ -113,4 +120,6 @@ __all__ = [
     "rayleigh_contrast",
     "rayleigh_gamma",
     "rayleigh_interval",
+    "standard_exponential",
+    "standard_rayleigh",
 ]

@@ -94,8 +94,9 @@ def torus_translation(x, t):
     mask = _nyquist_mask(height, np.float64)[:, None] * _nyquist_mask(width, np.float64)[None, :]
     t = jnp.asarray(t, real)
     phase = -2.0 * np.pi * (jnp.asarray(f_h, real) * t[0] + jnp.asarray(f_w, real) * t[1])
-    spectrum = jnp.fft.fft2(jnp.asarray(x, real)) * jnp.asarray(mask, real)
-    return jnp.real(jnp.fft.ifft2(spectrum * jax.lax.complex(jnp.cos(phase), jnp.sin(phase))))
+    spectrum = jnp.fft.fft2(jnp.asarray(x, real))
+    shift = jax.lax.complex(jnp.cos(phase), jnp.sin(phase)) * jnp.asarray(mask, spectrum.dtype)
+    return jnp.real(jnp.fft.ifft2(spectrum * shift))
 
 
 def spectral_blur(x, s):
@@ -109,7 +110,8 @@ def spectral_blur(x, s):
         real = jnp.float32
     f2 = np.fft.fftfreq(height)[:, None] ** 2 + np.fft.fftfreq(width)[None, :] ** 2
     gain = jnp.exp(jnp.asarray(-2.0 * np.pi**2 * f2, real) * jnp.asarray(s, real))
-    return jnp.real(jnp.fft.ifft2(jnp.fft.fft2(jnp.asarray(x, real)) * gain))
+    spectrum = jnp.fft.fft2(jnp.asarray(x, real))
+    return jnp.real(jnp.fft.ifft2(spectrum * gain.astype(spectrum.dtype)))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -323,7 +325,10 @@ def _positive(name: str, value) -> float:
 
 
 def _image_shape(image_shape) -> tuple:
+    """`(H, W)` from `(H, W)` or `(C, H, W)` (the channels are ignored)."""
     shape = tuple(_checks.as_int_array("image_shape", image_shape, ndim=1).tolist())
+    if len(shape) == 3:
+        shape = shape[1:]
     if len(shape) != 2 or min(shape) < 1:
-        _checks.fail("image_shape", image_shape, "must be (H, W) with H, W >= 1", "")
+        _checks.fail("image_shape", image_shape, "must be (H, W) or (C, H, W) with H, W >= 1", "")
     return shape
