@@ -32,6 +32,8 @@ PUBLIC = {
         "milp", "naive_filter", "share", "solve", "with_totals",
     },
     "lrsjax.data": {
+        "CIFAR10_CLASSES", "SYNTHETIC_PATTERNS", "ClassificationData", "check_classification_data",
+        "load_cifar10", "load_image_folder", "synthetic_classification",
         "CITYSCAPES_CLASSES", "IGNORE_LABEL", "SYNTHETIC_SIZE_RANGE", "VOC_CLASSES", "Graph",
         "SegmentationData", "SparseBinary", "check_segmentation_data", "from_scipy",
         "load_cityscapes", "load_npz_graph", "load_pascal_voc", "metis_clusters",
@@ -42,6 +44,8 @@ PUBLIC = {
         "clopper_pearson", "consistency", "dkw_moments", "majority_vote",
     },
     "lrsjax.models": {
+        "ResNet", "classifier_apply_fn", "init_classifier_params", "resnet_config",
+        "resnet_from_config",
         "APPNP", "GCN", "SparseDense", "UNet", "check_graph_model", "gnn_config",
         "gnn_from_config", "graph_apply_fn", "graph_to_jraph", "init_graph_model",
         "init_segmentation_params", "segmentation_apply_fn", "unet_config", "unet_from_config",
@@ -87,6 +91,8 @@ PUBLIC = {
         "mean_bounds_from_histogram", "second_moment_upper", "second_moment_upper_from_histogram",
     },
     "lrsjax.training": {
+        "ClassifierTrainHistory", "evaluate_classifier", "load_classifier", "save_classifier",
+        "train_classifier",
         "GraphTrainHistory", "SegmentationEval", "SegmentationNoise", "TrainHistory",
         "checkpoint_exists", "evaluate_segmentation", "load_checkpoint", "load_graph_model",
         "load_segmentation_model", "make_noisy_loss", "noisy_batch", "pixel_cells",
