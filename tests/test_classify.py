@@ -311,6 +311,19 @@ def test_refuses_localized_noise_wrong_logits_and_bad_norms():
             lrsjax.certify_classifier(KEY, linear, CONSTANT, IMAGE, smoothing, norm=norm, **options)
     with pytest.raises(ValueError, match="rank 3 or a batch of rank 4"):
         lrsjax.certify_classifier(KEY, linear, CONSTANT, IMAGE[0], smoothing, **options)
+    with pytest.raises(ValueError, match="at least one input"):
+        lrsjax.certify_classifier(
+            KEY, linear, CONSTANT, np.zeros((0, 1, 4, 4)), smoothing, **options
+        )
+    graph = np.zeros((6, 5), np.float32)
+    with pytest.raises(ValueError, match="radius or a parameter interval"):  # sparse-smoothing grid
+        lrsjax.certify_classifier(
+            KEY, linear, CONSTANT, graph, noise.isotropic_bernoulli(6, 0.1, 0.4), **options
+        )
+    with pytest.raises(ValueError, match="`p`"):
+        lrsjax.lp_radius_from_l2(1.0, 10, 0.5)
+    with pytest.raises(ValueError, match="`r2`"):
+        lrsjax.lp_radius_from_l2(-1.0, 10, 2)
     with pytest.raises(ValueError, match="`n`"):  # even unanimous samples would abstain
         lrsjax.certify_classifier(KEY, linear, CONSTANT, IMAGE, smoothing, n0=1, n=5, alpha=0.001,
                                   batch_size=8)  # fmt: skip
