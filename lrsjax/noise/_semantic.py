@@ -6,7 +6,7 @@ A transformation `psi_theta` of an image with parameter `theta` composes additiv
 `g(x) = argmax_c P_theta(f(psi_theta(x)) = c)` satisfies `g(psi_gamma(x)) = argmax_c
 P_theta(f(psi_{theta + gamma}(x)) = c)`: a transformation of the input is a shift of the
 parameter's distribution, and the additive-noise certificates hold in parameter space (Fischer,
-Baader, Vechev 2020, Theorem 4.2). The transformations here compose exactly in exact arithmetic:
+Baader, Vechev 2020). The transformations here compose exactly in exact arithmetic:
   brightness        `x + b`                          b in R
   contrast          `c x` (factor), smoothed on `k = ln c`    k in R
   torus translation FFT phase shift by `t` pixels    t in R^2
@@ -79,7 +79,7 @@ def torus_translation(x, t):
     `IFFT(FFT(P x) exp(-2 pi i (f_h t_h + f_w t_w)))` with `f` the signed frequencies in cycles
     per pixel and `P` the projection that zeroes the Nyquist row (even H) and column (even W): for
     even sizes the Nyquist bin has no signed frequency, and shifting it by a non-integer `t` does
-    not compose (SPEC: an error of 0.2 on a 32x32 image); with it removed, `T_a T_b = T_{a+b}`
+    not compose (an error of 0.2 on a random 32x32 image); with it removed, `T_a T_b = T_{a+b}`
     exactly, and integer `t` is a cyclic shift of `P x` (`np.roll`). Odd sizes lose nothing.
 
     Threat model: this periodic sub-pixel shift (content leaving one border enters at the other),
