@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
+import warnings
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -391,7 +392,9 @@ def _check_classifier(apply_fn, params, noise: Noise, x) -> int:
     """Checks (with `jax.eval_shape`, before sampling) that `apply_fn` returns `[num_classes]`."""
     if not callable(apply_fn):
         _checks.fail("apply_fn", apply_fn, "must be callable", "Pass `apply_fn(params, x)`.")
-    example = noise.prepare(noise, x).example
+    with warnings.catch_warnings():  # certify / the counter warn about the input themselves
+        warnings.simplefilter("ignore")
+        example = noise.prepare(noise, x).example
     out = jax.eval_shape(apply_fn, params, example)
     shape = tuple(getattr(out, "shape", ()))
     if len(shape) != 1 or shape[0] < 2:

@@ -224,6 +224,15 @@ def test_interval_of_a_batch_under_multiplicative_noise():
     assert np.array_equal(cert.interval, noise.rayleigh_interval(cert.p_lower))
 
 
+def test_an_image_outside_the_unit_range_warns_once():
+    with pytest.warns(UserWarning, match=r"\[0, 1\] pixel units") as caught:
+        lrsjax.certify_classifier(
+            KEY, linear, CONSTANT, IMAGE * 255, NOISES["gaussian"][0], n0=10, n=100, alpha=0.001,
+            batch_size=64,
+        )  # fmt: skip
+    assert len([w for w in caught if "pixel units" in str(w.message)]) == 1
+
+
 # ---- norms ---------------------------------------------------------------------------------------
 
 
