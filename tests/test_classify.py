@@ -69,6 +69,22 @@ def test_abstains_when_the_bound_does_not_exceed_one_half():  # TV-C5
     assert cert.abstain and cert.prediction == -1 and cert.radius == 0.0 and cert.counts == 510
 
 
+@pytest.mark.parametrize(
+    "n, ceiling",
+    [(100, 1.500475), (1000, 2.463263), (10**4, 3.198578), (10**5, 3.811457), (10**6, 4.346774)],
+)
+def test_radius_ceiling(n, ceiling):  # TV-C8: every sample agreeing, sigma = 1
+    cert = host_certificate(n, n, 0.001, noise.isotropic_gaussian((4, 4), 1.0))
+    assert cert.radius == pytest.approx(ceiling, abs=1e-6)
+
+
+@pytest.mark.parametrize("k, n", [(1, 40), (2, 301), (3, 5114), (4, 218105)])
+def test_samples_needed_for_a_radius(k, n):  # TV-C8: n >= log(alpha) / log(Phi(k))
+    smoothing = noise.isotropic_gaussian((4, 4), 1.0)
+    assert host_certificate(n, n, 0.001, smoothing).radius >= k
+    assert host_certificate(n - 1, n - 1, 0.001, smoothing).radius < k
+
+
 # ---- PREDICT -------------------------------------------------------------------------------------
 
 
@@ -371,6 +387,21 @@ def test_metrics_by_hand():
     assert hp == pytest.approx(3 / 5 - slack, rel=1e-12)
     with pytest.raises(ValueError, match="`radius`"):
         results.exact_acr(prediction, np.array([0.5, 1.0, 0.3, 2.0, 0.25]), labels)
+
+
+def test_metric_vectors():  # TV-C9, TV-C10
+    labels = np.arange(6)
+    prediction = np.array([0, 1, 9, 3, -1, 5])
+    radius = np.array([0.8, 0.3, 0.9, 0.05, 0.0, 0.5])
+    ca = results.certified_accuracy_at(prediction, radius, labels, [0.0, 0.25, 0.5, 0.75])
+    assert ca == pytest.approx([4 / 6, 0.5, 1 / 6, 1 / 6], abs=1e-12)
+    assert results.exact_acr(prediction, radius, labels) == pytest.approx(0.275, abs=1e-12)
+    correct = np.arange(500) < 250
+    hp = results.high_probability_certified_accuracy(
+        np.where(correct, 1, -1), np.where(correct, 1.0, 0.0), np.ones(500, int), 0.5,
+        alpha=0.001, rho=0.001,
+    )  # fmt: skip
+    assert hp == pytest.approx(0.49067977, abs=1e-8)
 
 
 def test_exact_acr_is_the_integral_of_the_curve():
