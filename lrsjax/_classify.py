@@ -125,7 +125,7 @@ def certify_classifier(
         the compiled kernel.
       params: the model's parameters (any pytree).
       x: one input (an image `[C, H, W]` in [0, 1] for the image noises) or a batch `[B, C, H, W]`.
-        A batch has one axis more than the noise's region map plus one (images: rank 4).
+        One input has the rank of the noise's region map plus one (images: 3); a batch one more.
       noise: an `lrsjax.noise.Noise` with ONE smoothing group (e.g. `isotropic_gaussian`,
         `isotropic_laplace`, `isotropic_uniform`).
       n0: selection samples (>= 1).
