@@ -48,6 +48,8 @@ _FROM_CLASSIFY = (
     "segcertify",
     "lp_radius_from_l2",
     "uniform_linf_radius",
+    "uniform_l1_radius",
+    "laplace_l1_radius",
 )
 
 __all__ = [

@@ -298,14 +298,81 @@ def _convert(radius: np.ndarray, base_p: float, d: int, p: float) -> np.ndarray:
     return np.nextafter(radius / float(d) ** exponent, 0.0)
 
 
-def uniform_linf_radius(p_lower, half_width, d):
-    """Certified l_inf radius of uniform noise on `[-lam, lam]^d`: `2 lam (1 - (3/2 -
-    p_lower)^(1/d))`, 0 where `p_lower <= 1/2` (Yang et al., 2020; `docs/math.md`)."""
-    p = np.asarray(p_lower, np.float64)
-    certified = p > 0.5
-    safe = np.where(certified, p, 0.75)
-    radius = -2.0 * float(half_width) * np.expm1(np.log1p(0.5 - safe) / float(d))
-    return np.where(certified, np.nextafter(radius, 0.0), 0.0)
+def uniform_l1_radius(p_lower, half_width, p_upper_other=None):
+    """Certified l1 radius of uniform noise on `[-lam, lam]^d`: `lam (p_A - p_B)`, 0 where
+    `p_A <= p_B` (Yang et al., 2020; `docs/math.md`, "Single-output classifiers").
+
+    The likelihood ratio of the noise at `x` and `x + delta` takes only the values 0, 1 and
+    infinity, so every class moves by at most the total variation `||delta||_1 / (2 lam)`.
+
+    Args:
+      p_lower: float [...] in [0, 1]: lower bound `p_A` on the probability of the predicted class.
+      half_width: float > 0, `lam`.
+      p_upper_other: optional float [...]: an upper bound `p_B` on the probability of EVERY other
+        class, valid jointly with `p_lower` (e.g. Clopper-Pearson bounds with a union bound over
+        all classes). Default: the binary form `p_B = 1 - p_A`, `lam (2 p_A - 1)`.
+    Returns:
+      float64 radii, rounded down by one unit in the last place.
+    """
+    gap = _gap(p_lower, p_upper_other)
+    lam = _positive("half_width", half_width)
+    return np.where(gap > 0, np.nextafter(lam * np.maximum(gap, 0.0), 0.0), 0.0)
+
+
+def uniform_linf_radius(p_lower, half_width, d, p_upper_other=None):
+    """Certified l_inf radius of uniform noise on `[-lam, lam]^d`: `2 lam (1 - (1 - (p_A -
+    p_B) / 2)^(1/d))`; binary (`p_B = 1 - p_A`): `2 lam (1 - (3/2 - p_A)^(1/d))`. 0 where `p_A <=
+    p_B` (Yang et al., 2020; `docs/math.md`). Arguments as in `uniform_l1_radius`; `d` is the
+    input dimension. Rounded down by one unit in the last place."""
+    gap = _gap(p_lower, p_upper_other)
+    lam = _positive("half_width", half_width)
+    d = _checks.positive_int("d", d)
+    safe = np.where(gap > 0, gap, 0.5)
+    radius = -2.0 * lam * np.expm1(np.log1p(-safe / 2.0) / float(d))
+    return np.where(gap > 0, np.nextafter(radius, 0.0), 0.0)
+
+
+def laplace_l1_radius(p_lower, scale, p_upper_other=None):
+    """Certified l1 radius of i.i.d. Laplace noise of scale `lam` (Teng et al., 2020):
+
+        max{ (lam / 2) ln(p_A / p_B), -lam ln(1 - p_A + p_B) },  0 where p_A <= p_B.
+
+    Both terms follow from `exp(-||delta||_1 / lam) <= density(z - delta) / density(z) <=
+    exp(||delta||_1 / lam)`; in the binary form (`p_B = 1 - p_A`, the default) the second wins:
+    `-lam ln(2 (1 - p_A))`. Arguments as in `uniform_l1_radius`. Rounded down by one unit in the
+    last place; `inf` when `p_A = 1` in the binary form or `p_B = 0`.
+    """
+    gap = _gap(p_lower, p_upper_other)
+    lam = _positive("scale", scale)
+    p_a = np.asarray(p_lower, np.float64)
+    p_b = p_a - gap
+    with np.errstate(divide="ignore"):
+        ratio = 0.5 * lam * (np.log(p_a) - np.log(p_b))
+        mass = -lam * np.log1p(-gap)
+    radius = np.maximum(ratio, mass)
+    radius = np.where(np.isinf(radius), radius, np.nextafter(radius, 0.0))
+    return np.where(gap > 0, radius, 0.0)
+
+
+def _gap(p_lower, p_upper_other) -> np.ndarray:
+    """`p_A - p_B` (binary form `2 p_A - 1` without `p_B`), after checking both lie in [0, 1]."""
+    p_a = _checks.as_float_array("p_lower", p_lower)
+    if np.any((p_a < 0) | (p_a > 1)):
+        _checks.fail("p_lower", p_a, "must lie in [0, 1]", "Pass probability bounds.")
+    if p_upper_other is None:
+        return 2.0 * p_a - 1.0
+    p_b = _checks.as_float_array("p_upper_other", p_upper_other)
+    if np.any((p_b < 0) | (p_b > 1)):
+        _checks.fail("p_upper_other", p_b, "must lie in [0, 1]", "Pass probability bounds.")
+    return p_a - p_b
+
+
+def _positive(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        _checks.fail(name, value, "must be a real number > 0", "")
+    if not (math.isfinite(value) and value > 0):
+        _checks.fail(name, value, "must be finite and > 0", "")
+    return float(value)
 
 
 def _from_counts(noise: Noise, cert: Certificate, n: int, alpha: float, target_p, dimension):

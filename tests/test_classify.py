@@ -266,6 +266,42 @@ def test_lp_conversion_vectors(d, r_inf, r_4):  # section 3(d), Gaussian sigma 0
     assert lrsjax.lp_radius_from_l2(r2, d, "linf") < r2 / math.sqrt(d)  # rounded down
 
 
+@pytest.mark.parametrize(
+    "fn, p_a, p_b, lam, radius",
+    [
+        ("uniform_l1_radius", 0.9, None, 0.5, 0.4),
+        ("uniform_l1_radius", 0.8, 0.15, 0.5, 0.325),
+        ("uniform_l1_radius", 0.7, 0.2, 1.0, 0.5),
+        ("laplace_l1_radius", 0.9, None, 0.5, 0.804719),
+        ("laplace_l1_radius", 0.8, 0.1, 1.0, 1.203973),  # the mass term wins
+        ("laplace_l1_radius", 0.6, 0.01, 1.0, 2.047172),  # the ratio term wins
+        ("laplace_l1_radius", 0.9, 0.1, 1.0, 1.609438),  # binary
+    ],
+)
+def test_l1_radius_functions(fn, p_a, p_b, lam, radius):  # section 3(d)
+    got = getattr(lrsjax, fn)(p_a, lam, p_b)
+    assert got == pytest.approx(radius, abs=1e-6)
+    assert got <= radius + 1e-6
+    tie = 0.5 if p_b is None else p_b
+    assert getattr(lrsjax, fn)(tie, lam, p_b) == 0.0  # p_A not above p_B: nothing certified
+    assert getattr(lrsjax, fn)(tie / 2, lam, p_b) == 0.0
+
+
+def test_radius_functions_agree_with_the_noise_certificates():
+    p = np.array([0.51, 0.75, 0.9, 0.999])
+    uniform = [host_noise_radius(noise.isotropic_uniform((4, 4), 0.5), q) for q in p]
+    laplace = [host_noise_radius(noise.isotropic_laplace((4, 4), 0.5), q) for q in p]
+    assert np.allclose(lrsjax.uniform_l1_radius(p, 0.5), uniform, rtol=1e-12, atol=0)
+    assert np.allclose(lrsjax.laplace_l1_radius(p, 0.5), laplace, rtol=1e-12, atol=0)
+    assert lrsjax.uniform_linf_radius(0.9, 0.5, 3072, 0.1) == lrsjax.uniform_linf_radius(
+        0.9, 0.5, 3072
+    )
+    with pytest.raises(ValueError, match="`p_upper_other`"):
+        lrsjax.laplace_l1_radius(0.9, 1.0, 1.5)
+    with pytest.raises(ValueError, match="`scale`"):
+        lrsjax.laplace_l1_radius(0.9, 0.0)
+
+
 def test_l1_vectors():  # section 3(d), binary forms
     uniform = host_noise_radius(noise.isotropic_uniform((4, 4), 0.5), 0.9)
     laplace = host_noise_radius(noise.isotropic_laplace((4, 4), 0.5), 0.9)

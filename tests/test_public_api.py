@@ -15,7 +15,8 @@ PUBLIC = {
     "lrsjax": {
         "__version__", "certify", "Certificate", "certify_classifier", "ClassifierCertificate",
         "predict_classifier", "ClassifierPrediction", "segcertify", "lp_radius_from_l2",
-        "uniform_linf_radius", "probabilistic_certificate", "ProbabilisticCertificate",
+        "uniform_linf_radius", "uniform_l1_radius", "laplace_l1_radius",
+        "probabilistic_certificate", "ProbabilisticCertificate",
         "SparseBinary", "base_certs", "cli", "collective",
         "data", "estimators", "models", "noise", "pipelines", "results", "sampling", "stats",
         "training",
