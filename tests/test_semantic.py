@@ -120,8 +120,9 @@ def test_device_transforms_are_float32_and_vmappable():
     x = jnp.asarray(_image((1, 6, 6)), jnp.float32)
     shifts = jnp.asarray([[0.5, -1.0], [2.0, 0.25]], jnp.float32)
     with jax.numpy_dtype_promotion("strict"):
-        out = jax.vmap(noise.torus_translation, (None, 0))(x, shifts)
-        blurred = jax.vmap(noise.spectral_blur, (None, 0))(x, jnp.asarray([0.5, 1.0], jnp.float32))
+        out = jax.jit(jax.vmap(noise.torus_translation, (None, 0)))(x, shifts)
+        blur = jax.jit(jax.vmap(noise.spectral_blur, (None, 0)))
+        blurred = blur(x, jnp.asarray([0.5, 1.0], jnp.float32))
     assert out.dtype == jnp.float32 and out.shape == (2, 1, 6, 6)
     assert blurred.dtype == jnp.float32
     reference = _f64(noise.torus_translation, x, np.array([0.5, -1.0]))
@@ -224,21 +225,24 @@ def test_rayleigh_worst_cases_at_the_interval_ends_thorough():
 
 
 def test_samplers_draw_their_distributions():
-    key_e, key_r, key_n = jax.random.split(jax.random.key(7), 3)
-    exp = np.asarray(_draw(noise.standard_exponential, key_e, 20_000), np.float64)
-    ray = np.asarray(_draw(noise.standard_rayleigh, key_r, 20_000), np.float64)
+    exp = _draw(noise.standard_exponential, jax.random.key(7), 20_000)
+    ray = _draw(noise.standard_rayleigh, jax.random.key(8), 20_000)
     assert exp.min() > 0 and np.all(np.isfinite(exp)) and ray.min() > 0
     assert stats.kstest(exp, stats.expon.cdf).pvalue > 1e-3
     assert stats.kstest(ray, stats.rayleigh.cdf).pvalue > 1e-3
-    # the per-example sampler draws the parameter: brightness offsets are N(0, sigma^2)
+
+
+@pytest.mark.slow
+def test_per_example_sampler_draws_one_parameter_per_image():
+    """Brightness offsets are N(0, sigma^2), one `b` for every pixel of an image."""
     smoothing = noise.gaussian_brightness((1, H, W), 0.3)
     prepared = smoothing.prepare(smoothing, np.full((1, H, W), 0.5))
-    keys = jax.random.split(key_n, 2000)
+    keys = jax.random.split(jax.random.key(9), 2000)
     draw = jax.jit(jax.vmap(prepared.sample, (None, 0, None, None, None)), static_argnums=0)
     noisy, overflow = draw(prepared.config, keys, prepared.x, prepared.per_group[0], None)
     offsets = np.asarray(noisy, np.float64) - 0.5
     assert not np.any(np.asarray(overflow))
-    assert np.ptp(offsets.reshape(2000, -1), axis=1).max() < 1e-6  # one b for the whole image
+    assert np.ptp(offsets.reshape(2000, -1), axis=1).max() < 1e-6
     assert stats.kstest(offsets[:, 0, 0, 0], stats.norm(scale=0.3).cdf).pvalue > 1e-3
 
 
@@ -266,43 +270,72 @@ def test_brightness_certificate_is_sound_on_a_threshold_model():
     assert 0.05 < cert.radius[0] < 0.1
 
 
-def test_rayleigh_gamma_interval_is_sound_on_a_threshold_model():
+def cosine_image(size):
+    """`cos(2 pi w / size)` on every row: band-limited, so shifts and blurs act on it exactly."""
+    return np.broadcast_to(np.cos(2 * np.pi * np.arange(size) / size), (1, size, size)).copy()
+
+
+def pixel_threshold(threshold):
+    def model(params, z):
+        score = (z[0, 0, 0] - threshold) * 1e3
+        return jnp.stack([-score, score])[None]
+
+    return model
+
+
+BLUR_MODEL = pixel_threshold(0.5)
+SHIFT_MODEL = pixel_threshold(0.0)
+
+
+def test_blur_certificate_is_tight_on_its_worst_case():
+    """Blurring the cosine by v scales it by e^{-2 pi^2 v f^2}: pixel (0, 0) stays above 1/2 iff
+    v < v* = ln 2 / (2 pi^2 f^2). This model is the worst case, so the exact robust set of the
+    smoothed classifier is gamma < v* - ln 2 / rate, which the certificate must not exceed."""
+    size, rate = 16, 0.5
+    v_star = np.log(2) / (2 * np.pi**2 / size**2)
+    cert = lrsjax.certify(
+        jax.random.key(4), BLUR_MODEL, None, cosine_image(size),
+        noise.exponential_blur((size, size), rate), n0=32, n=2000, alpha=0.01, batch_size=1000,
+    )  # fmt: skip
+    exact = v_star - np.log(2) / rate
+    assert cert.prediction.tolist() == [1] and not cert.abstain[0]
+    assert 0.8 * exact < cert.radius[0] < exact
+
+
+@pytest.mark.slow
+def test_translation_certificate_is_sound_on_a_cosine():
+    """Shifting the cosine by t moves pixel (0, 0) to cos(2 pi t_w / 16), positive iff |t_w| < 4
+    (mod 16): a shift of 4 px along w reaches the boundary, so the radius stays below 4."""
+    size = 16
+    cert = lrsjax.certify(
+        jax.random.key(5), SHIFT_MODEL, None, cosine_image(size),
+        noise.gaussian_translation((size, size), 2.0), n0=32, n=2000, alpha=0.01,
+        batch_size=1000,
+    )  # fmt: skip
+    assert cert.prediction.tolist() == [1] and not cert.abstain[0]
+    assert 3.0 < cert.radius[0] < 4.0
+
+
+def test_rayleigh_gamma_interval_is_sound_through_the_classifier_wrapper():
     """At x = 0.6, gamma correction keeps class 1 iff xi < t = ln(1/2) / ln(0.6): this model is the
     worst case for beta > 1, so the certified upper end must stay below the exact one."""
     sigma = 0.8
-    x = np.full((1, H, W), 0.6)
-    smoothing = noise.rayleigh_gamma((H, W), sigma)
-    cert = lrsjax.certify(
-        jax.random.key(1), mean_threshold, None, x, smoothing, n0=32, n=2000, alpha=0.01,
-        batch_size=1000,
-    )  # fmt: skip
-    t = np.log(0.5) / np.log(0.6)
-    p_true = 1 - np.exp(-(t**2) / (2 * sigma**2))
-    interval = smoothing.certificates["probability"](
-        smoothing, cert.prediction, ProbabilityEstimate(cert.p_lower, cert.counts, ""), cert.tested
-    ).interval[0]
-    exact_high = np.sqrt(np.log(1 - p_true) / np.log(0.5))
-    assert cert.prediction.tolist() == [1] and cert.p_lower[0] < p_true
-    assert 1.0 < interval[1] < exact_high and interval[1] > 0.9 * exact_high
-    assert cert.radius[0] == pytest.approx(min(-np.log(interval[0]), np.log(interval[1])))
-
-
-def test_classifier_wrapper_passes_the_interval_through():
-    if not hasattr(lrsjax, "certify_classifier"):
-        pytest.skip("certify_classifier is not available")
     x = np.full((1, H, W), 0.6)
 
     def classifier(params, z):
         return mean_threshold(params, z)[0]
 
     out = lrsjax.certify_classifier(
-        jax.random.key(2), classifier, None, x, noise.log_gaussian_contrast((H, W), 0.01),
-        n0=32, n=500, alpha=0.01, batch_size=500,
+        jax.random.key(1), classifier, None, x, noise.rayleigh_gamma((H, W), sigma), n0=32,
+        n=2000, alpha=0.01, batch_size=1000,
     )  # fmt: skip
-    # every draw agrees (e^k 0.6 > 0.5 needs k > -0.18, 18 sigma away): the closed-form radius
-    radius = float(np.float32(0.01)) * stats.norm.ppf(0.01 ** (1 / 500))
-    assert out.radius == pytest.approx(radius, rel=1e-9)
-    assert out.interval == pytest.approx([np.exp(-radius), np.exp(radius)], rel=1e-9)
+    t = np.log(0.5) / np.log(0.6)
+    p_true = 1 - np.exp(-(t**2) / (2 * sigma**2))
+    exact_high = np.sqrt(np.log(1 - p_true) / np.log(0.5))
+    assert out.prediction == 1 and out.p_lower < p_true
+    np.testing.assert_allclose(out.interval, noise.rayleigh_interval(out.p_lower), rtol=1e-12)
+    assert 1.0 < out.interval[1] < exact_high and out.interval[1] > 0.9 * exact_high
+    assert out.radius == pytest.approx(min(-np.log(out.interval[0]), np.log(out.interval[1])))
 
 
 def test_factories_and_prepare_refuse_bad_arguments():

@@ -113,23 +113,6 @@ def _check_unit(arr):
         )
 
 
-def _prepare_gamma(noise, x, **_):
-    return _semantic.prepare_transform(
-        noise, x, name="sigma", transform=_apply_gamma, check=_check_unit
-    )
-
-
-def _prepare_contrast(noise, x, **_):
-    return _semantic.prepare_transform(noise, x, name="sigma", transform=_apply_contrast)
-
-
-def _rayleigh(kind, image_shape, sigma, prepare) -> Noise:
-    noise = _semantic.single_output_noise(
-        kind, image_shape, "sigma", sigma, _apply_gamma, _certificate
-    )
-    return noise._replace(prepare=prepare)
-
-
 def rayleigh_gamma(image_shape, sigma) -> Noise:
     """Gamma-correction smoothing: `x ** xi`, `xi ~ Rayleigh(sigma)`, for images in [0, 1].
 
@@ -138,7 +121,9 @@ def rayleigh_gamma(image_shape, sigma) -> Noise:
     largest `r` with `(e^{-r}, e^{r})` inside it (log units). `sigma = sqrt(2 / pi)` puts the mean
     factor at 1. `parameters = {"sigma": [[sigma]]}`.
     """
-    return _rayleigh("rayleigh_gamma", image_shape, sigma, _prepare_gamma)
+    return _semantic.single_output_noise(
+        "rayleigh_gamma", image_shape, "sigma", sigma, _apply_gamma, _certificate, _check_unit
+    )
 
 
 def rayleigh_contrast(image_shape, sigma) -> Noise:
@@ -147,4 +132,6 @@ def rayleigh_contrast(image_shape, sigma) -> Noise:
     Certificate: the prediction is kept for every `beta x` with `beta` in `interval` (open); radius
     as in `rayleigh_gamma`. `parameters = {"sigma": [[sigma]]}`.
     """
-    return _rayleigh("rayleigh_contrast", image_shape, sigma, _prepare_contrast)
+    return _semantic.single_output_noise(
+        "rayleigh_contrast", image_shape, "sigma", sigma, _apply_contrast, _certificate
+    )

@@ -156,14 +156,17 @@ def sample(transform, key, x, scale_k, common):
 # ----------------------------------------------------------------------------------------------
 
 
-def single_output_noise(kind, image_shape, name, value, transform, certificate) -> Noise:
+def single_output_noise(
+    kind, image_shape, name, value, transform, certificate, check=None
+) -> Noise:
     """A single-output `Noise` whose one parameter `name` ([1, 1] > 0) scales the draws that
-    `transform(key, x, scale)` (module-level) turns into one transformed image."""
+    `transform(key, x, scale)` (module-level) turns into one transformed image; `check(arr)`, if
+    given, adds a rule on the clean image (see `prepare_transform`)."""
     image_shape = _image_shape(image_shape)
     value = _positive(name, value)
 
     def prepare(noise, x, **_):
-        return prepare_transform(noise, x, name=name, transform=transform)
+        return prepare_transform(noise, x, name=name, transform=transform, check=check)
 
     return Noise(
         kind=kind,
