@@ -64,7 +64,7 @@ PUBLIC = {
         "brightness", "contrast", "gamma_correction", "torus_translation", "spectral_blur",
         "gaussian_brightness", "log_gaussian_contrast", "gaussian_translation", "exponential_blur",
         "rayleigh_gamma", "rayleigh_contrast", "rayleigh_interval", "standard_exponential",
-        "standard_rayleigh",
+        "standard_rayleigh", "gaussian_parameter_radius", "exponential_parameter_radius",
     },
     "lrsjax.collective.milp": {
         "MilpOptions", "MilpOutcome", "MilpRequest", "MilpSolver", "SOLVERS", "check_options",

@@ -148,6 +148,19 @@ def test_gaussian_parameter_certificates():
     assert wide.interval[0] == pytest.approx([0.526884, 1.897953], abs=1e-6)
 
 
+def test_multi_class_parameter_radii():
+    # 1-D Gaussian, s = 10 degrees, (pA, pB) = (0.9, 0.05); exponential (0.8, 0.1) at rates 0.5, 1
+    abstain, radius = noise.gaussian_parameter_radius(10.0, 0.9, 0.05)
+    assert not abstain and radius == pytest.approx(14.632026, abs=1e-6)
+    assert noise.exponential_parameter_radius(0.5, 0.8, 0.1)[1] == pytest.approx(2.407946, abs=1e-6)
+    assert noise.exponential_parameter_radius(1.0, 0.8, 0.1)[1] == pytest.approx(1.203973, abs=1e-6)
+    # the binary forms are the defaults; equal bounds abstain
+    assert noise.gaussian_parameter_radius(2.0, 0.9)[1] == pytest.approx(2.563103, abs=1e-6)
+    assert noise.exponential_parameter_radius(0.5, 0.9)[1] == pytest.approx(3.218876, abs=1e-6)
+    abstain, radius = noise.gaussian_parameter_radius(1.0, [0.4, 0.6], [0.4, 0.1])
+    assert abstain.tolist() == [True, False] and radius[0] == 0.0
+
+
 def test_exponential_blur_certificate_and_its_worst_case():
     half = _certificate(noise.exponential_blur((H, W), 0.5), 0.9)
     one = _certificate(noise.exponential_blur((H, W), 1.0), 0.9)

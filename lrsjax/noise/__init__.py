@@ -7,7 +7,8 @@ Every factory returns a `Noise` (see its docstring and `docs/design.md`, "Add a 
   semantic transformations (single output, certified in parameter space): gaussian_brightness,
     log_gaussian_contrast, gaussian_translation, exponential_blur, rayleigh_gamma,
     rayleigh_contrast (the transformations: brightness, contrast, gamma_correction,
-    torus_translation, spectral_blur; `rayleigh_interval`; parameter draws
+    torus_translation, spectral_blur; `rayleigh_interval`, `gaussian_parameter_radius`,
+    `exponential_parameter_radius`; parameter draws
     standard_exponential, standard_rayleigh)
 `Smoothing` is another name of `Noise`, and `check_smoothing` of `check_noise`.
 """
@@ -54,8 +55,10 @@ from lrsjax.noise._semantic import (
     brightness,
     contrast,
     exponential_blur,
+    exponential_parameter_radius,
     gamma_correction,
     gaussian_brightness,
+    gaussian_parameter_radius,
     gaussian_translation,
     log_gaussian_contrast,
     spectral_blur,
@@ -122,4 +125,6 @@ __all__ = [
     "rayleigh_interval",
     "standard_exponential",
     "standard_rayleigh",
+    "gaussian_parameter_radius",
+    "exponential_parameter_radius",
 ]

@@ -121,7 +121,9 @@ def spectral_blur(x, s):
 
 def standard_exponential(key, shape, dtype=jnp.float32):
     """Exp(1) draws `-log1p(-v)` with `v = (c + 1/2) 2**-23`, `c` a uniform 23-bit integer: `v` is
-    exact in float32 and lies in (0, 1), so every draw is finite and > 0."""
+    exact in float32 and lies in (0, 1), so every draw is finite and > 0. A discrete law on 2**23
+    points: the largest draw is `24 ln 2 = 16.64` (the mass `2**-24` beyond it is never drawn), a
+    floating-point gap like the Gaussian sampler's (`docs/math.md`, "Floating point")."""
     bits = jax.random.bits(key, shape, jnp.uint32) >> 9
     v = (bits.astype(jnp.float32) + 0.5) * np.float32(2.0**-23)
     return (-jnp.log1p(-v)).astype(dtype)
@@ -213,29 +215,39 @@ def sampled(values) -> np.ndarray:
     return np.asarray(np.asarray(values, np.float64).astype(np.float32), np.float64)
 
 
-def gaussian_parameter_radius(sigma, p_lower) -> tuple[np.ndarray, np.ndarray]:
-    """`(abstain, radius)`: Gaussian smoothing of an additive parameter with std `sigma` certifies
-    `||gamma||_2 < sigma * Phi^{-1}(p_lower)` (Cohen et al. 2019, binary form in parameter
-    space); abstain where `p_lower <= 1/2`, radius 0 there. float64 [D]."""
+def gaussian_parameter_radius(sigma, p_lower, p_upper_other=None) -> tuple[np.ndarray, np.ndarray]:
+    """`(abstain, radius)` of Gaussian smoothing of an additive parameter with std `sigma`: the
+    class is kept for every shift `||gamma / sigma||_2 < (Phi^{-1}(p_lower) -
+    Phi^{-1}(p_upper_other)) / 2` (Cohen et al. 2019 in parameter space), which is
+    `Phi^{-1}(p_lower)` in the binary form (`p_upper_other = 1 - p_lower`, the default). The
+    radius is returned in parameter units (times `sigma`); abstain where `p_lower <=
+    p_upper_other`, radius 0 there. float64, the shape of `p_lower`."""
     p_lower = np.asarray(p_lower, np.float64)
-    abstain = ~(p_lower > 0.5)
-    safe = np.where(abstain, 0.5, p_lower)
-    return abstain, np.where(abstain, 0.0, float(sigma) * special.ndtri(safe))
+    p_other = 1.0 - p_lower if p_upper_other is None else np.asarray(p_upper_other, np.float64)
+    abstain = ~(p_lower > p_other)
+    safe_a, safe_b = np.where(abstain, 0.75, p_lower), np.where(abstain, 0.25, p_other)
+    radius = 0.5 * float(sigma) * (special.ndtri(safe_a) - special.ndtri(safe_b))
+    return abstain, np.where(abstain, 0.0, radius)
 
 
-def exponential_parameter_radius(rate, p_lower) -> tuple[np.ndarray, np.ndarray]:
-    """`(abstain, radius)`: Exp(`rate`) smoothing of a one-sided parameter (`theta >= 0`, e.g. a
-    blur variance) certifies every `gamma` in `[0, -ln(2 (1 - p_lower)) / rate)`.
+def exponential_parameter_radius(
+    rate, p_lower, p_upper_other=None
+) -> tuple[np.ndarray, np.ndarray]:
+    """`(abstain, radius)` of Exp(`rate`) smoothing of a one-sided parameter (`theta >= 0`, e.g. a
+    blur variance): every `gamma` in `[0, -ln(1 - p_lower + p_upper_other) / rate)` keeps the
+    class; binary form (default `p_upper_other = 1 - p_lower`): `-ln(2 (1 - p_lower)) / rate`.
 
     Shifting Exp(rate) by `gamma >= 0` multiplies its density by `e^{rate gamma}` on `[gamma, inf)`
-    and gives 0 on `[0, gamma)`, whose mass was `1 - e^{-rate gamma}`; so the class keeps at least
-    `e^{rate gamma} (p_lower - 1 + e^{-rate gamma})`, which exceeds 1/2 below the radius
-    (Neyman-Pearson, tight). Only `gamma >= 0` is certified: the attacker may blur, not sharpen.
+    and gives 0 on `[0, gamma)`, whose mass was `1 - e^{-rate gamma}`. By Neyman-Pearson the class
+    keeps at least `e^{rate gamma} (p_lower - 1 + e^{-rate gamma})` and any other class at most
+    `e^{rate gamma} p_upper_other`; the first exceeds the second below the radius (tight). Only
+    `gamma >= 0` is certified: the attacker may blur, not sharpen.
     """
     p_lower = np.asarray(p_lower, np.float64)
-    abstain = ~(p_lower > 0.5)
-    safe = np.where(abstain, 0.5, p_lower)
-    return abstain, np.where(abstain, 0.0, -np.log(2.0 * (1.0 - safe)) / float(rate))
+    p_other = 1.0 - p_lower if p_upper_other is None else np.asarray(p_upper_other, np.float64)
+    abstain = ~(p_lower > p_other)
+    margin = np.where(abstain, 0.5, 1.0 - p_lower + p_other)
+    return abstain, np.where(abstain, 0.0, -np.log(margin) / float(rate))
 
 
 def _gaussian_certificate(name, interval_of, method):
