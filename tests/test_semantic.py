@@ -148,6 +148,30 @@ def test_gaussian_parameter_certificates():
     assert wide.interval[0] == pytest.approx([0.526884, 1.897953], abs=1e-6)
 
 
+ALL_NOISES = [
+    noise.gaussian_brightness((H, W), 0.2),
+    noise.log_gaussian_contrast((H, W), 0.2),
+    noise.gaussian_translation((H, W), 1.5),
+    noise.exponential_blur((H, W), 0.5),
+    noise.rayleigh_gamma((H, W), 0.8),
+    noise.rayleigh_contrast((H, W), 0.8),
+]
+
+
+@pytest.mark.parametrize("smoothing", ALL_NOISES, ids=lambda s: s.kind)
+def test_every_noise_is_single_output_and_abstains_at_one_half(smoothing):
+    assert smoothing.group.shape == (1,) and smoothing.region.shape == (H, W)
+    assert noise.check_noise(smoothing).num_groups == 1
+    cert = _certificate(smoothing, [0.3, 0.5, 0.9, 0.99])
+    assert cert.abstain.tolist() == [True, True, False, False] and cert.method == smoothing.kind
+    assert cert.radius[:2].tolist() == [0.0, 0.0] and 0 < cert.radius[2] < cert.radius[3]
+    if cert.interval is not None:  # nested, and the identity inside where certified
+        assert cert.interval.shape == (4, 2)
+        lo, hi = cert.interval[:, 0], cert.interval[:, 1]
+        identity = 1.0 if "contrast" in smoothing.kind or "gamma" in smoothing.kind else 0.0
+        assert lo[3] <= lo[2] <= identity <= hi[2] < hi[3]
+
+
 def test_multi_class_parameter_radii():
     # 1-D Gaussian, s = 10 degrees, (pA, pB) = (0.9, 0.05); exponential (0.8, 0.1) at rates 0.5, 1
     abstain, radius = noise.gaussian_parameter_radius(10.0, 0.9, 0.05)
@@ -281,6 +305,19 @@ def test_brightness_certificate_is_sound_on_a_threshold_model():
     )  # fmt: skip
     assert cert.prediction.tolist() == [1] and not cert.abstain[0]
     assert 0.05 < cert.radius[0] < 0.1
+
+
+@pytest.mark.slow
+def test_log_contrast_certificate_is_sound_on_a_threshold_model():
+    """At x = 0.6 the smoothed classifier keeps class 1 exactly for log-factors > ln(5/6): the
+    certified radius must stay below ln(6/5)."""
+    x = np.full((1, H, W), 0.6)
+    cert = lrsjax.certify(
+        jax.random.key(6), mean_threshold, None, x, noise.log_gaussian_contrast((H, W), 0.1),
+        n0=32, n=2000, alpha=0.01, batch_size=1000,
+    )  # fmt: skip
+    assert cert.prediction.tolist() == [1] and not cert.abstain[0]
+    assert 0.1 < cert.radius[0] < np.log(6 / 5)
 
 
 def cosine_image(size):
