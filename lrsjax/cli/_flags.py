@@ -9,29 +9,40 @@ from __future__ import annotations
 
 from absl import flags
 
-from lrsjax.pipelines import GraphJob, SegmentationJob
+from lrsjax.pipelines import ClassificationJob, GraphJob, SegmentationJob
 
 _SEG = SegmentationJob().flat()
 _GRAPH = GraphJob().flat()
+_CLASSIFY = ClassificationJob().flat()
+_JOBS = {"segmentation": SegmentationJob, "graph": GraphJob, "classification": ClassificationJob}
 
 _HELP = {
     "dataset": "Data set. segmentation: synthetic | pascal_voc | cityscapes; "
-    "graph: synthetic | cora_ml | citeseer | npz.",
+    "graph: synthetic | cora_ml | citeseer | npz; classification: synthetic | cifar10 | folder.",
     "data_dir": "Root of the data set (VOC2012/Cityscapes layout, or the folder holding "
-    "<dataset>.npz; for --dataset=npz the .npz file itself). Not needed for synthetic data.",
-    "image_size": "Synthetic images are image_size x image_size pixels.",
-    "num_classes": "Number of classes of the synthetic segmentation data.",
+    "<dataset>.npz; for --dataset=npz the .npz file itself; cifar10: the folder of the binary "
+    "batches data_batch_1.bin ... test_batch.bin; folder: DIR/train/<class>/* and "
+    "DIR/test/<class>/*). Not needed for synthetic data.",
+    "image_size": "Synthetic images are image_size x image_size pixels (classification folder "
+    "images are resized to it).",
+    "num_classes": "Number of classes of the synthetic segmentation / classification data.",
     "scale": "Resize factor of real images (the paper evaluates at 0.5).",
     "num_train_images": "Training images (segmentation).",
-    "num_images": "Images to certify (segmentation; an evenly spaced subset of real data).",
+    "num_images": "Images to certify (segmentation, classification; an evenly spaced subset of "
+    "real segmentation data, the first test images of CIFAR-10).",
     "checkpoint": "A saved model to certify instead of training one (lrsjax-train output).",
     "depth": "U-Net depth (down/up levels).",
-    "width": "U-Net channels of the first level.",
-    "train_steps": "Optimiser steps of segmentation training.",
-    "train_batch_size": "Batch size of segmentation training.",
+    "width": "U-Net channels of the first level (classification: ResNet channels of the first "
+    "stage).",
+    "num_stages": "ResNet stages (classification); each after the first halves the resolution.",
+    "blocks_per_stage": "Residual blocks per ResNet stage (classification; 1 = ResNet-8, "
+    "3 = ResNet-20 with 3 stages).",
+    "train_steps": "Optimiser steps of segmentation / classification training.",
+    "train_batch_size": "Batch size of segmentation / classification training.",
     "learning_rate": "Adam learning rate.",
     "train_noise": "Noise while training the U-Net: matched (each smoothing certifies a model "
-    "trained with its own noise) | isotropic | localized | none.",
+    "trained with its own noise) | isotropic | localized | none; classification: matched "
+    "(Gaussian of std --sigma) | none.",
     "grid": "Localized smoothing grid as ROWSxCOLS, e.g. 3x5 (1x1 = isotropic).",
     "std_min": "Smallest noise std (a cell's own region), in [0, 1] pixel units.",
     "std_max": "Largest noise std (the farthest cells).",
@@ -39,7 +50,8 @@ _HELP = {
     "max_std_at_boundary": "Give the farthest cell of every group std_max.",
     "mask_distance": "Strictly local models: zero (mask) regions at grid distance >= this "
     "(0 = no masking).",
-    "sigma": "Std of the isotropic baseline (segmentation).",
+    "sigma": "Std of the isotropic baseline (segmentation); of the Gaussian smoothing and its "
+    "matched training noise (classification).",
     "n0": "Selection samples per smoothing group (baselines get groups x as many).",
     "n": "Estimation samples per smoothing group (baselines get groups x as many).",
     "alpha": "Family-wise error probability of all certificates of one input.",
@@ -48,9 +60,11 @@ _HELP = {
     "tau": "Holm threshold of --correction=holm (SegCertify): outputs whose probability provably "
     "exceeds tau are certified at the radius of tau.",
     "batch_size": "Samples per model call while certifying.",
-    "budget_min": "Smallest l2 budget eps (segmentation).",
-    "budget_max": "Largest l2 budget eps (segmentation).",
-    "budget_steps": "Number of l2 budgets from budget_min to budget_max (segmentation).",
+    "budget_min": "Smallest l2 budget eps (segmentation; classification: of the certified-"
+    "accuracy curve).",
+    "budget_max": "Largest l2 budget eps (segmentation, classification).",
+    "budget_steps": "Number of l2 budgets from budget_min to budget_max (segmentation, "
+    "classification).",
     "num_bins": "Bins per group for the collective problem (0 = exact sharing only).",
     "mode": "Collective certificate: lp (paper's LP relaxation) | hull (tighter sound LP) | "
     "milp (exact; falls back to a sound bound at its time limit).",
@@ -91,10 +105,17 @@ TRAINING_FLAGS_BY_TASK = {
         "epochs", "patience", "learning_rate", "train_theta_plus", "train_theta_minus", "seed",
         "out_dir",
     ),
+    "classification": (
+        "task", "dataset", "data_dir", "image_size", "num_classes", "num_train_images", "width",
+        "num_stages", "blocks_per_stage", "train_steps", "train_batch_size", "learning_rate",
+        "train_noise", "sigma", "seed", "out_dir",
+    ),
 }  # fmt: skip
 TRAINING_FLAGS = tuple(dict.fromkeys(n for names in TRAINING_FLAGS_BY_TASK.values() for n in names))
 
-flags.DEFINE_enum("task", "segmentation", ["segmentation", "graph"], "Which job to run.")
+flags.DEFINE_enum(
+    "task", "segmentation", list(_JOBS), "Which job to run (classification: one image, one label)."
+)
 
 
 def _default_text(name: str) -> str:
@@ -103,6 +124,8 @@ def _default_text(name: str) -> str:
         parts.append(f"segmentation {_format(_SEG[name])}")
     if name in _GRAPH:
         parts.append(f"graph {_format(_GRAPH[name])}")
+    if name in _CLASSIFY:
+        parts.append(f"classification {_format(_CLASSIFY[name])}")
     return " (default: " + ", ".join(parts) + ")"
 
 
@@ -113,7 +136,7 @@ def _format(value) -> str:
 
 
 def _define() -> None:
-    defaults = {**_GRAPH, **_SEG}
+    defaults = {**_CLASSIFY, **_GRAPH, **_SEG}
     for name, help_text in _HELP.items():
         default = defaults[name]
         text = help_text + _default_text(name)
@@ -153,7 +176,7 @@ def given_flags() -> list[str]:
 
 def job_from_flags():
     """The job of `--task` built from the flags that were given (others: the task's defaults)."""
-    cls = SegmentationJob if FLAGS.task == "segmentation" else GraphJob
+    cls = _JOBS[FLAGS.task]
     fields = set(cls().flat())
     given = {}
     for name in _HELP:

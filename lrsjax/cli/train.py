@@ -1,9 +1,11 @@
-"""lrsjax-train: train a segmentation U-Net or a GNN with noise augmentation and save it.
+"""lrsjax-train: train a segmentation U-Net, a GNN or an image classifier (ResNet) with noise
+augmentation and save it.
 
 The checkpoint (msgpack + JSON, no pickle) goes to --out_dir/models/ and can be passed to
 lrsjax-certify --checkpoint=PATH. Segmentation trains with --train_noise (default matched: both a
 localized-noise and an isotropic-noise model); graphs train with the flip probabilities
---train_theta_plus/--train_theta_minus. Certification flags (e.g. --n, --mode) are accepted and
+--train_theta_plus/--train_theta_minus; classifiers (--task=classification) with Gaussian noise of
+std --sigma (--train_noise=matched) or none. Certification flags (e.g. --n, --mode) are accepted and
 ignored, so one flag list can serve both commands.
 """
 
@@ -19,6 +21,8 @@ for _name in _flags.TRAINING_FLAGS:  # --help lists these; certification flags a
 def _run(task, job):
     if task == "segmentation":
         paths = pipelines.train_segmentation_models(job)
+    elif task == "classification":
+        paths = pipelines.train_classification_model(job)
     else:
         paths = pipelines.train_graph_model(job)
     for path in paths:

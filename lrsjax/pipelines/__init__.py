@@ -1,9 +1,12 @@
-"""End-to-end jobs behind the command-line tools (segmentation and node classification).
+"""End-to-end jobs behind the command-line tools (segmentation, node and image classification).
 
 A job is data + models + a list of `Method`s; `certify_items` runs any such list over the items
 of a resumable run (see docs/design.md, "Pipelines").
 """
 
+from lrsjax.pipelines._classification import ClassificationJob
+from lrsjax.pipelines._classification import run as run_classification
+from lrsjax.pipelines._classification import train_models as train_classification_model
 from lrsjax.pipelines._graph import GraphJob
 from lrsjax.pipelines._graph import run as run_graph
 from lrsjax.pipelines._graph import train_model as train_graph_model
@@ -14,6 +17,7 @@ from lrsjax.pipelines._segmentation import run as run_segmentation
 from lrsjax.pipelines._segmentation import train_models as train_segmentation_models
 
 __all__ = [
+    "ClassificationJob",
     "Collective",
     "GraphJob",
     "Item",
@@ -22,9 +26,11 @@ __all__ = [
     "Plan",
     "SegmentationJob",
     "certify_items",
+    "run_classification",
     "run_graph",
     "run_method",
     "run_segmentation",
+    "train_classification_model",
     "train_graph_model",
     "train_segmentation_models",
 ]
