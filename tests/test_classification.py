@@ -357,3 +357,22 @@ def test_job_certifies_resumes_and_matches_certify_classifier(tmp_path):
     assert method["clean_accuracy"] == pytest.approx(np.mean(np.array(predictions) == test.labels))
     written = results.make_report([run_dir], tmp_path / "plots")
     assert any(path.name == "certified_accuracy.png" for path in map(pathlib.Path, written))
+
+
+@pytest.mark.slow
+def test_certify_classifier_example_runs(capsys):
+    import argparse
+    import importlib.util
+
+    path = pathlib.Path(__file__).resolve().parents[1] / "examples" / "certify_classifier.py"
+    spec = importlib.util.spec_from_file_location("certify_classifier", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    args = argparse.Namespace(
+        size=8, train_images=16, images=3, width=4, steps=3, batch_size=8, sigma=0.25, n0=8,
+        n=32, alpha=0.01, seed=0,
+    )  # fmt: skip
+    cert, accuracy = example.main(args)
+    assert cert.prediction.shape == (3,) and accuracy.shape == (5,)
+    assert np.all(np.diff(accuracy) <= 0)  # certified accuracy never grows with the radius
+    assert "ACR" in capsys.readouterr().out
