@@ -224,8 +224,8 @@ def test_training_noise_is_the_plugin_sampler(tiny_data):
     train, _ = tiny_data
     sm = noise.isotropic_gaussian(train.image_shape, 0.5)
     key = jax.random.key(7)
-    sampler = _sampler(sm, train.image_shape)
-    noisy = jax.jit(lambda k, x: _noisy(sampler, k, x))(key, train.images[:4])
+    sampler, bound = _sampler(sm, train.image_shape)
+    noisy = jax.jit(lambda k, x: _noisy(sampler, bound, k, x))(key, train.images[:4])
     keys = jax.random.split(key, 4)
     draw = jax.jit(jax.vmap(noise.sample_gaussian, in_axes=(0, 0, None)))
     expected = draw(keys, train.images[:4], jnp.full((8, 8), 0.5))

@@ -49,23 +49,29 @@ CHECKPOINT_FORMAT = "lrsjax.classifier_model/1"
 
 
 class _Sampler(NamedTuple):
-    """The hashable part of a bound noise: what the jitted steps close over."""
+    """The static part of a bound noise (hashable: jitted functions are cached on it)."""
 
     sample: Callable
     config: object
-    scales: bytes  # float32 per_group[0] bytes
-    scales_shape: tuple
-    common: bytes  # int32 region bytes
-    common_shape: tuple
 
 
-def _sampler(noise: Noise | None, image_shape: tuple) -> _Sampler | None:
-    """Binds `noise` once (to a blank image of `image_shape`) and keeps its per-example sampler.
+class _Bound(NamedTuple):
+    """The device part of a bound noise, passed to the jitted functions: `per_group[0]` (the
+    single group's parameters) and `common`, as `Prepared` holds them."""
+
+    group_parameters: object
+    common: object
+
+
+def _sampler(noise: Noise | None, image_shape: tuple) -> tuple[_Sampler | None, _Bound | None]:
+    """Binds `noise` once (to a grey image of `image_shape`) and keeps its per-example sampler.
 
     Only single-group noises are accepted: a classifier has one output, smoothed by one group.
+    Any such noise whose `Prepared` has a per-example `sample` works (the additive Gaussian,
+    Laplace and uniform noises; transformation noises).
     """
     if noise is None:
-        return None
+        return None, None
     check_noise(noise, "noise")
     if noise.num_groups != 1:
         _checks.fail(
@@ -74,36 +80,24 @@ def _sampler(noise: Noise | None, image_shape: tuple) -> _Sampler | None:
             "must have one smoothing group (a classifier has one output)",
             "Use an isotropic noise, e.g. lrsjax.noise.isotropic_gaussian((C, H, W), sigma).",
         )
-    if tuple(noise.region.shape) != tuple(image_shape[1:]):
+    region = tuple(np.shape(noise.region))
+    if region and region != tuple(image_shape[-len(region) :]):
         _checks.fail(
             "noise",
-            f"a noise for images of size {tuple(noise.region.shape)}",
+            f"a noise for inputs of size {region}",
             f"must match the training images' size {tuple(image_shape[1:])}",
             "Build the noise for the data's image size.",
         )
     prepared = noise.prepare(noise, np.full(image_shape, 0.5, np.float32))
-    if prepared.overflow_message is not None or not isinstance(prepared.common, jax.Array):
-        _checks.fail(
-            "noise",
-            noise.kind,
-            "must be an additive image noise (Gaussian, Laplace or uniform)",
-            "Train on images with lrsjax.noise.isotropic_gaussian/laplace/uniform.",
-        )
-    scales = np.asarray(prepared.per_group[0], np.float32)
-    common = np.asarray(prepared.common, np.int32)
-    return _Sampler(
-        prepared.sample, prepared.config, scales.tobytes(), scales.shape, common.tobytes(),
-        common.shape,
-    )  # fmt: skip
+    group_parameters = jax.tree.map(lambda leaf: leaf[0], prepared.per_group)
+    return _Sampler(prepared.sample, prepared.config), _Bound(group_parameters, prepared.common)
 
 
-def _noisy(sampler: _Sampler, key, images):
+def _noisy(sampler: _Sampler, bound: _Bound, key, images):
     """float32 [B, C, H, W]: one draw of the noise per example, each from its own key."""
-    scales = jnp.asarray(np.frombuffer(sampler.scales, np.float32).reshape(sampler.scales_shape))
-    common = jnp.asarray(np.frombuffer(sampler.common, np.int32).reshape(sampler.common_shape))
     keys = jax.random.split(key, images.shape[0])
     noisy, _ = jax.vmap(sampler.sample, in_axes=(None, 0, 0, None, None))(
-        sampler.config, keys, images, scales, common
+        sampler.config, keys, images, bound.group_parameters, bound.common
     )
     return noisy
 
@@ -115,12 +109,13 @@ def _noisy(sampler: _Sampler, key, images):
 
 @functools.lru_cache(maxsize=8)
 def _predict_fn(apply_fn: Callable, sampler: _Sampler | None) -> Callable:
-    """jit(params, key, images [B, C, H, W]) -> int32 [B] predictions (noisy if `sampler`)."""
+    """jit(params, bound, key, images [B, C, H, W]) -> int32 [B] predictions (noisy if
+    `sampler`)."""
     batched = jax.vmap(apply_fn, in_axes=(None, 0))
 
-    def predict(params, key, images):
+    def predict(params, bound, key, images):
         if sampler is not None:
-            images = _noisy(sampler, key, images)
+            images = _noisy(sampler, bound, key, images)
         return jnp.argmax(batched(params, images), axis=-1).astype(jnp.int32)
 
     return jax.jit(predict)
@@ -142,14 +137,14 @@ def evaluate_classifier(
       params: its parameters.
       data: a ClassificationData.
       batch_size: images per forward pass (a last, smaller batch is padded by repetition).
-      noise: None (clean) or a single-group image noise (e.g. `isotropic_gaussian`).
+      noise: None (clean) or a single-group image noise (see `train_classifier`).
       key: JAX key, required with `noise`; batch `b` draws from fold_in(key, b).
     Returns:
       the fraction of correctly classified images.
     """
     check_classification_data("data", data)
     batch_size = min(_checks.positive_int("batch_size", batch_size), data.num_images)
-    sampler = _sampler(noise, data.image_shape)
+    sampler, bound = _sampler(noise, data.image_shape)
     if sampler is not None:
         if key is None:
             _checks.fail("key", key, "is required with a noise", "Pass jax.random.key(0).")
@@ -161,7 +156,8 @@ def evaluate_classifier(
     for batch, start in enumerate(range(0, data.num_images, batch_size)):
         idx = np.arange(start, min(start + batch_size, data.num_images))
         padded = np.resize(idx, batch_size)
-        pred = np.asarray(predict(params, jax.random.fold_in(key, batch), data.images[padded]))
+        batch_key = jax.random.fold_in(key, batch)
+        pred = np.asarray(predict(params, bound, batch_key, data.images[padded]))
         correct += int(np.sum(pred[: idx.size] == data.labels[idx]))
     return correct / data.num_images
 
@@ -192,24 +188,24 @@ class ClassifierTrainHistory(NamedTuple):
 
 @functools.lru_cache(maxsize=8)
 def _train_step(model, sampler, learning_rate, warmup_steps, steps):
-    """(optimizer, jit(params, opt_state, key, step, images, labels, idx) -> (params, opt_state,
-    loss)); the step's noise key is fold_in(key, step). Cached on the (hashable) configuration so
-    repeated runs reuse the compiled step."""
+    """(optimizer, jit(params, opt_state, bound, key, step, images, labels, idx) -> (params,
+    opt_state, loss)); the step's noise key is fold_in(key, step). Cached on the (hashable)
+    configuration so repeated runs reuse the compiled step."""
     schedule = optax.warmup_cosine_decay_schedule(
         0.0, learning_rate, warmup_steps, steps, end_value=learning_rate * 0.01
     )
     optimizer = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(schedule))
 
-    def loss_fn(params, key, images, labels):
+    def loss_fn(params, bound, key, images, labels):
         if sampler is not None:
-            images = _noisy(sampler, key, images)
+            images = _noisy(sampler, bound, key, images)
         logits = model.apply(params, jnp.transpose(images, (0, 2, 3, 1)))
         losses = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), labels)
         return jnp.mean(losses)
 
-    def step(params, opt_state, key, step_index, images, labels, idx):
+    def step(params, opt_state, bound, key, step_index, images, labels, idx):
         key = jax.random.fold_in(key, step_index)
-        loss, grads = jax.value_and_grad(loss_fn)(params, key, images[idx], labels[idx])
+        loss, grads = jax.value_and_grad(loss_fn)(params, bound, key, images[idx], labels[idx])
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
 
@@ -244,8 +240,10 @@ def train_classifier(
       model: a linen module mapping [B, H, W, C] in [0, 1] to logits [B, num_classes] (hashable,
         as linen modules are: the compiled step is cached per configuration).
       data: the training ClassificationData.
-      noise: the smoothing noise to train under, a single-group image noise such as
-        `lrsjax.noise.isotropic_gaussian(data.image_shape, sigma)`; None trains on clean images.
+      noise: the smoothing noise to train under, any single-group noise of images whose
+        `prepare` gives a per-example `sample` (`isotropic_gaussian(data.image_shape, sigma)`,
+        the isotropic Laplace and uniform noises, transformation noises such as
+        `gaussian_brightness`); None trains on clean images.
       steps, batch_size, learning_rate: optimisation settings (batch_size <= number of images).
       warmup_steps: linear warmup length (None: min(100, steps // 10)).
       eval_data: if given, evaluated clean and under the training noise after training.
@@ -278,7 +276,7 @@ def train_classifier(
             f"must equal data.num_classes ({data.num_classes})",
             "Build the model with the data set's number of classes.",
         )
-    sampler = _sampler(noise, data.image_shape)
+    sampler, bound = _sampler(noise, data.image_shape)
     steps = _checks.positive_int("steps", steps)
     batch_size = _checks.positive_int("batch_size", batch_size)
     if batch_size > data.num_images:
@@ -325,7 +323,7 @@ def train_classifier(
     for step in range(steps):
         idx = jnp.asarray(next(order))
         params, opt_state, loss = train_step(
-            params, opt_state, key_noise, step, images, labels, idx
+            params, opt_state, bound, key_noise, step, images, labels, idx
         )
         window.append(loss)
         _progress.training_step(bar, step, loss)
