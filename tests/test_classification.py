@@ -288,6 +288,21 @@ def test_job_flat_view_round_trips_and_validates():
         ClassificationJob(grid=(3, 3))
 
 
+def test_cli_flags_cover_the_job_and_training_lists_training_flags_only():
+    from lrsjax.cli import _flags
+    from lrsjax.pipelines import ClassificationJob
+
+    fields = set(ClassificationJob().flat())
+    assert (
+        fields <= set(_flags.FLAGS) and "classification" in _flags.FLAGS["task"].parser.enum_values
+    )
+    training_flags = set(_flags.TRAINING_FLAGS_BY_TASK["classification"]) - {"task"}
+    assert training_flags <= fields
+    certification = {"checkpoint", "num_images", "n0", "n", "alpha", "batch_size", "overwrite"}
+    assert not training_flags & certification
+    assert {"num_stages", "blocks_per_stage", "sigma", "train_noise"} <= training_flags
+
+
 def test_job_reads_cifar10_and_folders(tmp_path):
     from PIL import Image
 
