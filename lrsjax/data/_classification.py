@@ -65,11 +65,6 @@ class ClassificationData(NamedTuple):
         """(C, H, W) of every image."""
         return tuple(int(v) for v in self.images.shape[1:])
 
-    def take(self, count: int) -> ClassificationData:
-        """The first `count` images (all of them if there are fewer)."""
-        count = _checks.positive_int("count", count)
-        return self._replace(images=self.images[:count], labels=self.labels[:count])
-
 
 def check_classification_data(name: str, data) -> ClassificationData:
     """Validates the fields of a `ClassificationData` (shapes, dtypes, ranges); returns it."""
@@ -80,14 +75,14 @@ def check_classification_data(name: str, data) -> ClassificationData:
             "must be a lrsjax.data.ClassificationData",
             "Build it with synthetic_classification, load_cifar10 or load_image_folder.",
         )
-    images, labels = data.images, data.labels
+    images, labels = np.asarray(data.images), np.asarray(data.labels)
     if np.ndim(images) != 4 or images.shape[0] < 1:
         _checks.fail(f"{name}.images", images, "must have shape [N, C, H, W] with N >= 1")
     if images.dtype != np.float32:
         _checks.fail(f"{name}.images", images, "must be float32", "Convert with .astype.")
     if np.shape(labels) != images.shape[:1]:
         _checks.fail(f"{name}.labels", labels, f"must have shape [N] = {images.shape[:1]}")
-    if not np.issubdtype(np.asarray(labels).dtype, np.integer):
+    if not np.issubdtype(labels.dtype, np.integer):
         _checks.fail(f"{name}.labels", labels, "must be integers")
     num_classes = _checks.positive_int(f"{name}.num_classes", data.num_classes, minimum=2)
     if labels.min() < 0 or labels.max() >= num_classes:
