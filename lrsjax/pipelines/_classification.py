@@ -321,8 +321,8 @@ def run(job: ClassificationJob, log=_progress.write, progress=True) -> pathlib.P
         {"task": "image", "job": "classification", **jsonable(job, drop=("out_dir", "overwrite"))},
         seeds={"seed": job.seed},
         overwrite=job.overwrite,
-        # synthetic image i does not depend on num_images
-        extend=("num_images",) if job.dataset == "synthetic" else (),
+        # synthetic and CIFAR-10 test image i does not depend on num_images (folder: a spread)
+        extend=("num_images",) if job.dataset in ("synthetic", "cifar10") else (),
     )
     test = load_data(job, "test")
     item_ids = [f"img{i:05d}" for i in range(test.num_images)]
