@@ -53,7 +53,7 @@ def test_synthetic_is_deterministic_per_image_and_split():
     other = synthetic_classification(jax.random.key(4), 3, image_size=16)
     check_classification_data("a", a)
     assert a.images.shape == (6, 3, 16, 16) and a.images.dtype == np.float32
-    assert a.labels.dtype == np.int32 and a.num_classes == 4 and len(a.class_names) == 4
+    assert a.labels.dtype == np.int32 and a.num_classes == 6 and len(a.class_names) == 6
     np.testing.assert_array_equal(a.images[:3], b.images)  # image i depends on (key, split, i)
     np.testing.assert_array_equal(a.labels[:3], b.labels)
     assert not np.array_equal(a.images[:3], test.images)

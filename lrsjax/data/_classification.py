@@ -135,7 +135,7 @@ def synthetic_classification(
     num_images: int = 512,
     *,
     split: str = "train",
-    num_classes: int = 4,
+    num_classes: int = 6,
     image_size: int = 32,
     channels: int = 3,
     pixel_noise: float = 0.05,

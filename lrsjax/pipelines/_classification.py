@@ -42,7 +42,7 @@ class Data:
     dataset: str = "synthetic"
     data_dir: str = ""
     image_size: int = 32
-    num_classes: int = 4
+    num_classes: int = 6
     num_train_images: int = 2048
     num_images: int = 100
 
