@@ -6,6 +6,7 @@ import pathlib
 import re
 
 import numpy as np
+import pytest
 
 from lrsjax.cli import _flags
 
@@ -61,3 +62,17 @@ def test_reproduce_cora_ml_script_uses_real_flags():
     used = set(re.findall(r"--([a-z_0-9]+)=", code))
     known = set(_flags._HELP) | {"task"}
     assert used and used <= known, used - known
+
+
+@pytest.mark.slow
+def test_classifier_threat_models_example(capsys):
+    args = argparse.Namespace(
+        threat="all", size=16, train_images=64, images=4, width=4, steps=20, batch_size=32,
+        n0=16, n=100, alpha=0.01, seed=0,
+    )  # fmt: skip
+    certs = _load("classifier_threat_models").main(args)
+    assert set(certs) == {"l2", "l1", "brightness", "gamma"}
+    assert certs["gamma"].interval is not None and certs["l2"].interval is None
+    for cert in certs.values():
+        assert np.all(cert.radius[cert.abstain] == 0)
+    assert capsys.readouterr().out.count("certified and correct") == 4

@@ -347,3 +347,11 @@ def test_small_unet_learns_the_default_synthetic_data():
     assert history.clean_eval.pixel_accuracy > majority + 0.15
     assert history.noisy_eval.pixel_accuracy > majority + 0.1
     assert history.clean_eval.mean_iou > 0.5
+
+
+def test_apply_fn_rank_error_is_clear_under_jit():
+    # the check must not read the traced values of x (a tracer cannot be shown)
+    model = UNet(num_classes=3, depth=1, base_width=4)
+    params = init_segmentation_params(jax.random.key(0), model, (3, 8, 8))
+    with pytest.raises(ValueError, match=r"one image \[C, H, W\].*\(8, 8\)"):
+        jax.jit(segmentation_apply_fn(model))(params, jnp.zeros((8, 8)))

@@ -94,7 +94,7 @@ class UNet(nn.Module):
     @nn.compact
     def __call__(self, x):
         if x.ndim != 4:
-            _checks.fail("x", x, "must be a batch [B, H, W, C] (NHWC)")
+            _checks.fail("x", f"an array of shape {x.shape}", "must be a batch [B, H, W, C] (NHWC)")
         batch, height, width, _ = x.shape
         mean = jnp.asarray(self.input_mean, jnp.float32)
         std = jnp.asarray(self.input_std, jnp.float32)
@@ -202,7 +202,10 @@ def segmentation_apply_fn(model: nn.Module) -> Callable:
 def _apply_fn(model: nn.Module) -> Callable:
     def apply_fn(params, x):
         if x.ndim != 3:
-            _checks.fail("x", x, "must be one image [C, H, W]", "vmap apply_fn over a batch.")
+            _checks.fail(  # the shape only: `x` may be a tracer
+                "x", f"an array of shape {x.shape}", "must be one image [C, H, W]",
+                "vmap apply_fn over a batch.",
+            )  # fmt: skip
         return model.apply(params, jnp.transpose(x, (1, 2, 0))[None])[0]
 
     return apply_fn
