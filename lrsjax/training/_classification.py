@@ -14,7 +14,6 @@ import functools
 import logging
 import math
 import numbers
-import pathlib
 import time
 from collections.abc import Callable
 from typing import NamedTuple
@@ -36,7 +35,11 @@ from lrsjax.models import (
     resnet_from_config,
 )
 from lrsjax.noise import Noise, check_noise
-from lrsjax.training._checkpoint import load_checkpoint, read_metadata, save_checkpoint
+from lrsjax.training._checkpoint import (
+    ImageModelFormat,
+    load_image_model,
+    save_image_model,
+)
 from lrsjax.training._segmentation import _batch_order
 
 _LOG = logging.getLogger(__name__)
@@ -359,7 +362,13 @@ def train_classifier(
 # Checkpoints
 # ----------------------------------------------------------------------------------------------
 
-_MODELS = {"ResNet": (ResNet, resnet_from_config)}
+_FORMAT = ImageModelFormat(
+    CHECKPOINT_FORMAT,
+    {"ResNet": (ResNet, resnet_from_config, resnet_config)},
+    "classifier",
+    "save_classifier",
+    "init_classifier_params",
+)
 
 
 def save_classifier(path, model: nn.Module, params, *, input_shape, metadata=None) -> None:
@@ -370,25 +379,10 @@ def save_classifier(path, model: nn.Module, params, *, input_shape, metadata=Non
         msgpack and JSON: nothing is pickled).
       model: a ResNet.
       params: its variables.
-      input_shape: (C, H, W) of the training images.
+      input_shape: (C, H, W) of the training images (C fixes the parameter shapes).
       metadata: optional JSON-serialisable dict stored under "extra" (e.g. the training noise).
     """
-    name = type(model).__name__
-    if name not in _MODELS or not isinstance(model, _MODELS[name][0]):
-        _checks.fail("model", name, f"must be one of {tuple(_MODELS)}", "Save a ResNet.")
-    shape = tuple(input_shape)
-    if len(shape) != 3:
-        _checks.fail("input_shape", input_shape, "must be (C, H, W)")
-    shape = tuple(_checks.positive_int("input_shape", v) for v in shape)
-    _check_param_shapes(params, _param_template(model, shape), shape)
-    meta = {
-        "format": CHECKPOINT_FORMAT,
-        "model_class": name,
-        "model_config": resnet_config(model),
-        "input_shape": list(shape),
-        "extra": dict(metadata or {}),
-    }
-    save_checkpoint(path, jax.device_get(params), meta)
+    save_image_model(_FORMAT, path, model, params, input_shape=input_shape, metadata=metadata)
 
 
 def load_classifier(path):
@@ -398,52 +392,4 @@ def load_classifier(path):
       (model, params, metadata) with metadata the stored dict ("model_class", "model_config",
       "input_shape", "extra").
     """
-    meta_path = pathlib.Path(str(path) + ".json")
-    if not meta_path.is_file():
-        raise FileNotFoundError(
-            f"`path` {str(path)!r} has no metadata file {str(meta_path)!r}; it is not a complete "
-            "checkpoint written by save_classifier. Train first or point to another checkpoint."
-        )
-    meta = read_metadata(meta_path)
-    if meta.get("format") != CHECKPOINT_FORMAT or meta.get("model_class") not in _MODELS:
-        raise ValueError(
-            f"{str(meta_path)!r} is not a lrsjax classifier checkpoint (format "
-            f"{meta.get('format')!r}, model {meta.get('model_class')!r}); expected format "
-            f"{CHECKPOINT_FORMAT!r} with a model in {tuple(_MODELS)}."
-        )
-    try:
-        model = _MODELS[meta["model_class"]][1](meta["model_config"])
-        input_shape = tuple(int(v) for v in meta["input_shape"])
-        if len(input_shape) != 3 or min(input_shape) < 1:
-            raise ValueError(f"input_shape {input_shape} is not [C, H, W]")
-        template = _param_template(model, input_shape)
-    except (KeyError, TypeError, ValueError, AttributeError) as err:
-        raise ValueError(
-            f"The checkpoint metadata {str(meta_path)!r} does not describe a model "
-            f"({type(err).__name__}: {err}): its `model_config` or `input_shape` is missing or "
-            "malformed. Save the checkpoint again with save_classifier."
-        ) from err
-    params, meta = load_checkpoint(path, template)
-    _check_param_shapes(params, template, input_shape)
-    return model, jax.tree.map(jnp.asarray, params), meta
-
-
-def _param_template(model: nn.Module, input_shape: tuple):
-    channels, height, width = input_shape
-    dummy = jax.ShapeDtypeStruct((1, height, width, channels), jnp.float32)
-    return jax.eval_shape(model.init, jax.random.key(0), dummy)
-
-
-def _check_param_shapes(params, template, input_shape) -> None:
-    if jax.tree_util.tree_structure(template) != jax.tree_util.tree_structure(params):
-        raise ValueError(
-            "`params` do not have the structure of the model's variables; pass the variables of "
-            "this model (e.g. from init_classifier_params)."
-        )
-    for want, have in zip(jax.tree.leaves(template), jax.tree.leaves(params)):
-        if tuple(want.shape) != tuple(np.shape(have)):
-            raise ValueError(
-                f"`params` hold an array of shape {np.shape(have)} where the model with input "
-                f"shape {input_shape} expects {tuple(want.shape)}; model config, input shape and "
-                "params do not match."
-            )
+    return load_image_model(_FORMAT, path)
