@@ -73,8 +73,7 @@ def bench_throughput(model, params, rounds: int, batch_size: int, num_batches: i
 
         return jax.lax.fori_loop(0, num_batches, body, jnp.zeros((), jnp.int32))
 
-    single = noise.isotropic_gaussian(IMAGE, SIGMA)
-    single = single._replace(group=np.zeros((1,), np.int32))  # one output, one group
+    single = noise.single_output(noise.isotropic_gaussian(IMAGE, SIGMA))  # one output
     count = sampling.make_counter(
         _one_output(apply_fn), single, mode="votes", batch_size=batch_size, num_classes=NUM_CLASSES
     )

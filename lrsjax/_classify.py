@@ -27,7 +27,7 @@ from lrsjax import _checks, _keys, sampling, stats
 from lrsjax._certify import Certificate, certify
 from lrsjax._sparse import SparseBinary
 from lrsjax.estimators import ProbabilityEstimate
-from lrsjax.noise import Noise, check_noise, isotropic_gaussian
+from lrsjax.noise import Noise, isotropic_gaussian, single_output
 
 _NORMS = {"l1": 1.0, "l2": 2.0, "linf": math.inf}
 _BASE_P = {"l1": 1.0, "l2": 2.0}
@@ -426,17 +426,7 @@ def _min_predict_samples(alpha: float) -> int:
 
 def _single_group(noise, x) -> tuple[Noise, bool]:
     """The noise with one output in its single group, and whether `x` is a batch."""
-    noise = check_noise(noise, "noise")
-    if noise.num_groups != 1:
-        _checks.fail(
-            "noise",
-            f"a {noise.kind} noise with {noise.num_groups} smoothing groups",
-            "must have a single smoothing group for a single-output classifier (localized "
-            "smoothing varies the noise per output, and a classifier has one output)",
-            "Use an isotropic noise, e.g. lrsjax.noise.isotropic_gaussian(image_shape, sigma), "
-            "or lrsjax.certify for multi-output models.",
-        )
-    single = noise._replace(group=np.zeros((1,), np.int32))
+    single = single_output(noise, "noise")
     if isinstance(x, SparseBinary):
         return single, False
     rank = len(np.shape(noise.region)) + 1

@@ -60,7 +60,7 @@ PUBLIC = {
         "isotropic_laplace", "isotropic_uniform", "localized_gaussian", "localized_laplace",
         "localized_stds", "localized_uniform", "make_sparse_bernoulli_sampler", "ones_bitmap",
         "perturb_gaussian", "rank_flip_probabilities", "region_layout", "sample_dense_bernoulli",
-        "sample_gaussian", "sparse_addition_capacity", "standard_normal",
+        "sample_gaussian", "single_output", "sparse_addition_capacity", "standard_normal",
         "brightness", "contrast", "gamma_correction", "torus_translation", "spectral_blur",
         "gaussian_brightness", "log_gaussian_contrast", "gaussian_translation", "exponential_blur",
         "rayleigh_gamma", "rayleigh_contrast", "rayleigh_interval", "standard_exponential",

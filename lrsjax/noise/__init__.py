@@ -30,7 +30,7 @@ from lrsjax.noise._clusters import (
 from lrsjax.noise._gaussian import isotropic_gaussian, localized_gaussian
 from lrsjax.noise._grid import GridCells, cell_distances, grid_cells, localized_stds
 from lrsjax.noise._laplace import isotropic_laplace, localized_laplace
-from lrsjax.noise._plugin import Noise, NoiseCertificate, Prepared, check_noise
+from lrsjax.noise._plugin import Noise, NoiseCertificate, Prepared, check_noise, single_output
 from lrsjax.noise._rayleigh import (
     rayleigh_contrast,
     rayleigh_gamma,
@@ -109,6 +109,7 @@ __all__ = [
     "region_layout",
     "sample_dense_bernoulli",
     "sample_gaussian",
+    "single_output",
     "sparse_addition_capacity",
     "standard_normal",
     "brightness",

@@ -190,3 +190,22 @@ def check_noise(noise, name: str = "smoothing") -> Noise:
             "",
         )
     return noise._replace(group=group.astype(np.int32), region=region.astype(np.int32))
+
+
+def single_output(noise: Noise, name: str = "noise") -> Noise:
+    """`noise` smoothing ONE output (a single-output classifier): its `group` becomes `[0]`.
+
+    Only a noise with a single smoothing group qualifies (localized smoothing varies the noise per
+    output group; a classifier has one output); others raise a ValueError naming `name`.
+    """
+    noise = check_noise(noise, name)
+    if noise.num_groups != 1:
+        _checks.fail(
+            name,
+            f"a {noise.kind} noise with {noise.num_groups} smoothing groups",
+            "must have a single smoothing group for a single-output classifier (localized "
+            "smoothing varies the noise per output, and a classifier has one output)",
+            "Use an isotropic noise, e.g. lrsjax.noise.isotropic_gaussian(image_shape, sigma), "
+            "or lrsjax.certify for multi-output models.",
+        )
+    return noise._replace(group=np.zeros((1,), np.int32))

@@ -288,8 +288,7 @@ def _one_output(apply_fn: Callable) -> Callable:
 
 def single_output_noise(image_shape, sigma: float) -> noise.Noise:
     """Isotropic Gaussian noise on images `(C, H, W)` smoothing ONE output (a classifier)."""
-    isotropic = noise.isotropic_gaussian(image_shape, sigma)
-    return isotropic._replace(group=np.zeros((1,), np.int32))
+    return noise.single_output(noise.isotropic_gaussian(image_shape, sigma))
 
 
 def methods(job: ClassificationJob) -> list[Method]:
