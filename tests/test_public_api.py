@@ -47,6 +47,8 @@ PUBLIC = {
     "lrsjax.models": {
         "ResNet", "classifier_apply_fn", "init_classifier_params", "resnet_config",
         "resnet_from_config",
+        "DnCNN", "compose", "denoiser_apply_fn", "dncnn_config", "dncnn_from_config",
+        "init_denoiser_params",
         "APPNP", "GCN", "SparseDense", "UNet", "check_graph_model", "gnn_config",
         "gnn_from_config", "graph_apply_fn", "graph_to_jraph", "init_graph_model",
         "init_segmentation_params", "segmentation_apply_fn", "unet_config", "unet_from_config",
@@ -94,11 +96,15 @@ PUBLIC = {
     "lrsjax.training": {
         "ClassifierTrainHistory", "evaluate_classifier", "load_classifier", "save_classifier",
         "train_classifier",
+        "DENOISER_LOSSES", "DenoiserTrainHistory", "denoising_mse", "load_denoiser",
+        "save_denoiser", "stability_cross_entropy", "train_denoiser",
         "GraphTrainHistory", "SegmentationEval", "SegmentationNoise", "TrainHistory",
         "checkpoint_exists", "evaluate_segmentation", "load_checkpoint", "load_graph_model",
         "load_segmentation_model", "make_noisy_loss", "noisy_batch", "pixel_cells",
         "save_checkpoint", "save_graph_model", "save_segmentation_model", "segmentation_loss",
         "segmentation_noise", "train_graph_model", "train_segmentation",
+        "TrainingLoss", "consistency", "consistency_loss", "consistency_terms",
+        "noise_augmentation", "noise_loss", "smoothadv", "smoothadv_attack", "smoothadv_objective",
     },
 }  # fmt: skip
 

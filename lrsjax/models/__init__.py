@@ -1,6 +1,14 @@
-"""Flax models: U-Net for segmentation, a small ResNet for image classification, GCN/APPNP over
-jraph graphs."""
+"""Flax models: U-Net for segmentation, a small ResNet for image classification, a DnCNN denoiser
+for denoised smoothing, GCN/APPNP over jraph graphs."""
 
+from lrsjax.models._dncnn import (
+    DnCNN,
+    compose,
+    denoiser_apply_fn,
+    dncnn_config,
+    dncnn_from_config,
+    init_denoiser_params,
+)
 from lrsjax.models._gnn import (
     APPNP,
     GCN,
@@ -28,6 +36,12 @@ from lrsjax.models._unet import (
 from lrsjax.models._unet import model_config as unet_config
 
 __all__ = [
+    "DnCNN",
+    "compose",
+    "denoiser_apply_fn",
+    "dncnn_config",
+    "dncnn_from_config",
+    "init_denoiser_params",
     "ResNet",
     "classifier_apply_fn",
     "init_classifier_params",

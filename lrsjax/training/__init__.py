@@ -1,5 +1,5 @@
-"""Noise-augmented training of image classifiers, segmentation and graph models (optax), and
-checkpoints."""
+"""Noise-augmented training of image classifiers, segmentation and graph models (optax), with
+consistency regularization and SmoothAdv losses, and checkpoints."""
 
 from lrsjax.training._checkpoint import checkpoint_exists, load_checkpoint, save_checkpoint
 from lrsjax.training._classification import (
@@ -9,11 +9,31 @@ from lrsjax.training._classification import (
     save_classifier,
     train_classifier,
 )
+from lrsjax.training._denoiser import (
+    DENOISER_LOSSES,
+    DenoiserTrainHistory,
+    denoising_mse,
+    load_denoiser,
+    save_denoiser,
+    stability_cross_entropy,
+    train_denoiser,
+)
 from lrsjax.training._graph import (
     GraphTrainHistory,
     load_graph_model,
     save_graph_model,
     train_graph_model,
+)
+from lrsjax.training._losses import (
+    TrainingLoss,
+    consistency,
+    consistency_loss,
+    consistency_terms,
+    noise_augmentation,
+    noise_loss,
+    smoothadv,
+    smoothadv_attack,
+    smoothadv_objective,
 )
 from lrsjax.training._segmentation import (
     SegmentationEval,
@@ -36,6 +56,13 @@ __all__ = [
     "load_classifier",
     "save_classifier",
     "train_classifier",
+    "DENOISER_LOSSES",
+    "DenoiserTrainHistory",
+    "denoising_mse",
+    "load_denoiser",
+    "save_denoiser",
+    "stability_cross_entropy",
+    "train_denoiser",
     "GraphTrainHistory",
     "SegmentationEval",
     "SegmentationNoise",
@@ -55,4 +82,13 @@ __all__ = [
     "segmentation_noise",
     "train_graph_model",
     "train_segmentation",
+    "TrainingLoss",
+    "consistency",
+    "consistency_loss",
+    "consistency_terms",
+    "noise_augmentation",
+    "noise_loss",
+    "smoothadv",
+    "smoothadv_attack",
+    "smoothadv_objective",
 ]
