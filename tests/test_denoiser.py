@@ -73,7 +73,7 @@ def test_stability_cross_entropy_test_vector():
     # the target is the clean argmax: another clean winner changes the loss
     other = float(stability_cross_entropy(logits, jnp.array([3.0, 2.0, 0.3])))
     assert other == pytest.approx(0.49494696 + 1.0, abs=1e-6)
-    # no gradient through the clean logits
+    # hard targets: no gradient through the clean logits
     grad = jax.grad(stability_cross_entropy, argnums=1)(logits, clean_logits)
     np.testing.assert_array_equal(np.asarray(grad), 0.0)
 
@@ -232,7 +232,10 @@ def test_train_denoiser_freezes_the_classifier_and_is_deterministic(tiny):
     )
     jax.tree.map(np.testing.assert_array_equal, a, b)
     jax.tree.map(np.testing.assert_array_equal, before, jax.tree.map(np.array, classifier_params))
+    # only the denoiser's variables are optimised and returned
     start = init_denoiser_params(jax.random.split(jax.random.key(7), 3)[0], model, SHAPE)
+    assert jax.tree_util.tree_structure(a) == jax.tree_util.tree_structure(start)
+    # the stability loss reaches the denoiser only through the classifier
     assert not np.array_equal(a["params"]["output"]["kernel"], start["params"]["output"]["kernel"])
     assert history.steps.tolist() == [1, 2, 3] and np.all(np.isfinite(history.loss))
     c, _ = train_denoiser(
@@ -254,6 +257,9 @@ def test_train_denoiser_refuses_bad_settings(tiny):
     with pytest.raises(ValueError, match="noise"):
         train_denoiser(jax.random.key(0), model, classifier_apply, classifier_params, data,
                        noise=None)  # fmt: skip
+    with pytest.raises(ValueError, match=r"\[num_classes\] = \(3,\)"):
+        train_denoiser(jax.random.key(0), model, classifier_apply, classifier_params[:2], data,
+                       noise=smoothing, loss="classification")  # fmt: skip
     with pytest.raises(ValueError, match="batch_size"):
         train_denoiser(jax.random.key(0), model, None, None, data, noise=smoothing, batch_size=99)
 

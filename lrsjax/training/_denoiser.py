@@ -79,6 +79,25 @@ class DenoiserTrainHistory(NamedTuple):
     seconds: np.ndarray
 
 
+def _check_classifier_output(classifier_apply, classifier_params, data, loss: str) -> None:
+    """Checks (with `jax.eval_shape`, before training) the logits' shape for `loss`."""
+    example = jax.ShapeDtypeStruct(data.image_shape, jnp.float32)
+    shape = tuple(jax.eval_shape(classifier_apply, classifier_params, example).shape)
+    if loss == "classification" and shape != (data.num_classes,):
+        _checks.fail(
+            "classifier_apply",
+            f"a function returning logits of shape {shape}",
+            f"must return [num_classes] = ({data.num_classes},) for loss='classification'",
+            "Use a classifier of the data's classes, or loss='stability' (no labels).",
+        )
+    if len(shape) < 1 or shape[-1] < 2:
+        _checks.fail(
+            "classifier_apply",
+            f"a function returning logits of shape {shape}",
+            "must return logits [..., num_classes] with num_classes >= 2",
+        )
+
+
 @functools.lru_cache(maxsize=8)
 def _train_step(denoiser, classifier_apply, sampler, loss, learning_rate, warmup_steps, steps):
     """(optimizer, jit(params, opt_state, classifier_params, bound, key, step, images, labels,
@@ -177,6 +196,8 @@ def train_denoiser(
         )
     if noise is None:
         _checks.fail("noise", None, "is required", "Pass the smoothing noise to denoise.")
+    if loss != "mse":
+        _check_classifier_output(classifier_apply, classifier_params, data, loss)
     sampler, bound = _sampler(noise, data.image_shape)
     steps = _checks.positive_int("steps", steps)
     batch_size = _checks.positive_int("batch_size", batch_size)
