@@ -103,6 +103,8 @@ PUBLIC = {
         "load_segmentation_model", "make_noisy_loss", "noisy_batch", "pixel_cells",
         "save_checkpoint", "save_graph_model", "save_segmentation_model", "segmentation_loss",
         "segmentation_noise", "train_graph_model", "train_segmentation",
+        "TrainingLoss", "consistency", "consistency_loss", "consistency_terms",
+        "noise_augmentation", "noise_loss", "smoothadv", "smoothadv_attack", "smoothadv_objective",
     },
 }  # fmt: skip
 

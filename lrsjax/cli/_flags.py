@@ -43,6 +43,14 @@ _HELP = {
     "train_noise": "Noise while training the U-Net: matched (each smoothing certifies a model "
     "trained with its own noise) | isotropic | localized | none; classification: matched "
     "(Gaussian of std --sigma) | none.",
+    "loss": "Classification training loss: noise (noise augmentation) | consistency "
+    "(consistency regularization, Jeong & Shin 2020) | smoothadv (SmoothAdv, Salman et al. "
+    "2019).",
+    "num_noise_copies": "Noise draws per training image of --loss=consistency|smoothadv.",
+    "consistency_lbd": "Weight of the KL term of --loss=consistency (the paper: 5, 10, 20).",
+    "consistency_eta": "Weight of the entropy term of --loss=consistency.",
+    "smoothadv_eps": "l2 radius of the SmoothAdv attack, in [0, 1] pixel units.",
+    "smoothadv_steps": "PGD steps of the SmoothAdv attack (step size 2 eps / steps).",
     "grid": "Localized smoothing grid as ROWSxCOLS, e.g. 3x5 (1x1 = isotropic).",
     "std_min": "Smallest noise std (a cell's own region), in [0, 1] pixel units.",
     "std_max": "Largest noise std (the farthest cells).",
@@ -108,7 +116,8 @@ TRAINING_FLAGS_BY_TASK = {
     "classification": (
         "task", "dataset", "data_dir", "image_size", "num_classes", "num_train_images", "width",
         "num_stages", "blocks_per_stage", "train_steps", "train_batch_size", "learning_rate",
-        "train_noise", "sigma", "seed", "out_dir",
+        "train_noise", "loss", "num_noise_copies", "consistency_lbd", "consistency_eta",
+        "smoothadv_eps", "smoothadv_steps", "sigma", "seed", "out_dir",
     ),
 }  # fmt: skip
 TRAINING_FLAGS = tuple(dict.fromkeys(n for names in TRAINING_FLAGS_BY_TASK.values() for n in names))

@@ -27,6 +27,14 @@ from lrsjax.pipelines._method import Item, Method, Model
 
 DATASETS = ("synthetic", "cifar10", "folder")
 TRAIN_NOISES = ("matched", "none")
+LOSSES = ("noise", "consistency", "smoothadv")
+# The settings of the training losses (section `Training`). With loss="noise" they change nothing
+# and stay out of the run's identity and the model's training settings, so runs and models made
+# before these settings existed keep resuming and being reused.
+LOSS_SETTINGS = (
+    "loss", "num_noise_copies", "consistency_lbd", "consistency_eta", "smoothadv_eps",
+    "smoothadv_steps",
+)  # fmt: skip
 # Named random streams of the job seed: training data, test data, the ResNet trained with
 # TRAIN_NOISES[i] (fold 10 + i), image i's certification (fold 1000 + i).
 STREAMS = {"train_data": 1, "test_data": 2, "training": 10, "items": 1000}
@@ -61,12 +69,22 @@ class ResNetSettings:
 @dataclasses.dataclass(frozen=True)
 class Training:
     """`train_steps`, `train_batch_size`, `learning_rate`, `train_noise` ("matched": Gaussian
-    noise of std `sigma`, the certified smoothing; "none": clean images)."""
+    noise of std `sigma`, the certified smoothing; "none": clean images), `loss` ("noise": noise
+    augmentation; "consistency": consistency regularization with weights `consistency_lbd` and
+    `consistency_eta`; "smoothadv": SmoothAdv PGD of l2 radius `smoothadv_eps` in
+    `smoothadv_steps` steps; both on `num_noise_copies` noise draws per image; see
+    `lrsjax.training.consistency` and `smoothadv`)."""
 
     train_steps: int = 600
     train_batch_size: int = 64
     learning_rate: float = 3e-3
     train_noise: str = "matched"
+    loss: str = "noise"
+    num_noise_copies: int = 2
+    consistency_lbd: float = 10.0
+    consistency_eta: float = 0.5
+    smoothadv_eps: float = 0.5
+    smoothadv_steps: int = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,6 +154,18 @@ class ClassificationJob(Sections):
                 "Pass --data_dir=/path/to/the/data set.",
             )  # fmt: skip
         _checks.one_of("train_noise", self.train_noise, TRAIN_NOISES)
+        _checks.one_of("loss", self.loss, LOSSES)
+        if self.loss != "noise" and self.train_noise != "matched":
+            _checks.fail(
+                "loss", self.loss, f"needs training noise, but train_noise={self.train_noise!r}",
+                "Pass --train_noise=matched or --loss=noise.",
+            )  # fmt: skip
+        _checks.positive_int("num_noise_copies", self.num_noise_copies)
+        _checks.positive_int("smoothadv_steps", self.smoothadv_steps)
+        for name in ("consistency_lbd", "consistency_eta", "smoothadv_eps"):
+            value = getattr(self, name)
+            if not (np.isfinite(value) and value >= 0):
+                _checks.fail(name, value, "must be a finite number >= 0", "E.g. 0.5.")
         for name in ("num_train_images", "num_images", "width", "num_stages", "blocks_per_stage"):
             _checks.positive_int(name, getattr(self, name))
         for name in ("train_steps", "train_batch_size", "n0", "n", "batch_size", "budget_steps"):
@@ -198,13 +228,37 @@ def training_settings(job: ClassificationJob) -> dict:
         names += ["image_size"]
     if job.train_noise == "matched":
         names += ["sigma"]
+    if job.loss != "noise":
+        names += list(LOSS_SETTINGS)
     settings = jsonable(job)
     return {name: settings[name] for name in names}
 
 
+def run_config(job: ClassificationJob) -> dict:
+    """The configuration that identifies the job's run (`lrsjax.results.RunDir.start`): every
+    setting but `out_dir` and `overwrite`, and the loss settings only when `loss` is not "noise"
+    (so a run started before they existed resumes)."""
+    drop = ("out_dir", "overwrite") + (LOSS_SETTINGS if job.loss == "noise" else ())
+    return {"task": "image", "job": "classification", **jsonable(job, drop=drop)}
+
+
+def training_loss(job: ClassificationJob):
+    """The job's `lrsjax.training.TrainingLoss`."""
+    if job.loss == "consistency":
+        return training.consistency(
+            num_copies=job.num_noise_copies, lbd=job.consistency_lbd, eta=job.consistency_eta
+        )
+    if job.loss == "smoothadv":
+        return training.smoothadv(
+            eps=job.smoothadv_eps, steps=job.smoothadv_steps, num_copies=job.num_noise_copies
+        )
+    return training.noise_augmentation()
+
+
 def model_path(job: ClassificationJob) -> pathlib.Path:
-    """Where the job keeps the classifier it trains."""
-    return pathlib.Path(job.out_dir) / "models" / f"resnet_{job.train_noise}.msgpack"
+    """Where the job keeps the classifier it trains (one file per training noise and loss)."""
+    suffix = "" if job.loss == "noise" else f"_{job.loss}"
+    return pathlib.Path(job.out_dir) / "models" / f"resnet_{job.train_noise}{suffix}.msgpack"
 
 
 def train_model(job: ClassificationJob, path, log=_progress.write, progress=True):
@@ -230,6 +284,7 @@ def train_model(job: ClassificationJob, path, log=_progress.write, progress=True
         batch_size=min(job.train_batch_size, train_data.num_images),
         learning_rate=job.learning_rate,
         progress=progress,
+        loss=training_loss(job),
     )
     seconds = time.perf_counter() - start
     training.save_classifier(
@@ -239,13 +294,14 @@ def train_model(job: ClassificationJob, path, log=_progress.write, progress=True
         input_shape=train_data.image_shape,
         metadata={
             "noise": job.train_noise,
+            "loss": job.loss,
             "sigma": job.sigma if train_noise is not None else None,
             "train_seconds": seconds,
             "final_loss": float(history.loss[-1]),
             "job": jsonable(job),
         },
     )
-    log(f"trained a ResNet ({job.train_noise} noise) in {seconds:.1f} s -> {path}")
+    log(f"trained a ResNet ({job.train_noise} noise, {job.loss} loss) in {seconds:.1f} s -> {path}")
     return model, params
 
 
@@ -317,7 +373,7 @@ def run(job: ClassificationJob, log=_progress.write, progress=True) -> pathlib.P
     job = job.validated()
     run_dir = results.RunDir.start(
         pathlib.Path(job.out_dir) / "results",
-        {"task": "image", "job": "classification", **jsonable(job, drop=("out_dir", "overwrite"))},
+        run_config(job),
         seeds={"seed": job.seed},
         overwrite=job.overwrite,
         # synthetic and CIFAR-10 test image i does not depend on num_images (folder: a spread)

@@ -1,5 +1,5 @@
-"""Noise-augmented training of image classifiers, segmentation and graph models (optax), and
-checkpoints."""
+"""Noise-augmented training of image classifiers, segmentation and graph models (optax), with
+consistency regularization and SmoothAdv losses, and checkpoints."""
 
 from lrsjax.training._checkpoint import checkpoint_exists, load_checkpoint, save_checkpoint
 from lrsjax.training._classification import (
@@ -23,6 +23,17 @@ from lrsjax.training._graph import (
     load_graph_model,
     save_graph_model,
     train_graph_model,
+)
+from lrsjax.training._losses import (
+    TrainingLoss,
+    consistency,
+    consistency_loss,
+    consistency_terms,
+    noise_augmentation,
+    noise_loss,
+    smoothadv,
+    smoothadv_attack,
+    smoothadv_objective,
 )
 from lrsjax.training._segmentation import (
     SegmentationEval,
@@ -71,4 +82,13 @@ __all__ = [
     "segmentation_noise",
     "train_graph_model",
     "train_segmentation",
+    "TrainingLoss",
+    "consistency",
+    "consistency_loss",
+    "consistency_terms",
+    "noise_augmentation",
+    "noise_loss",
+    "smoothadv",
+    "smoothadv_attack",
+    "smoothadv_objective",
 ]

@@ -5,7 +5,8 @@ noise, so the base model is trained on noisy inputs drawn exactly like the certi
 each example gets its own draw from the noise plug-in's per-example sampler
 (`noise.prepare(noise, x).sample`, e.g. `x + sigma * e` with `e` from
 `lrsjax.noise.standard_normal` for `isotropic_gaussian`), added in [0, 1] pixel units before the
-model's own normalisation. `noise=None` trains on clean inputs.
+model's own normalisation. `noise=None` trains on clean inputs. Consistency regularization and
+SmoothAdv (`lrsjax.training._losses`) draw their noisy copies from the same sampler.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from lrsjax.training._checkpoint import (
     load_image_model,
     save_image_model,
 )
+from lrsjax.training._losses import TrainingLoss, training_loss
 from lrsjax.training._segmentation import _batch_order
 
 _LOG = logging.getLogger(__name__)
@@ -190,7 +192,7 @@ class ClassifierTrainHistory(NamedTuple):
 
 
 @functools.lru_cache(maxsize=8)
-def _train_step(model, sampler, learning_rate, warmup_steps, steps):
+def _train_step(model, sampler, learning_rate, warmup_steps, steps, loss: TrainingLoss):
     """(optimizer, jit(params, opt_state, bound, key, step, images, labels, idx) -> (params,
     opt_state, loss)); the step's noise key is fold_in(key, step). Cached on the (hashable)
     configuration so repeated runs reuse the compiled step."""
@@ -199,18 +201,20 @@ def _train_step(model, sampler, learning_rate, warmup_steps, steps):
     )
     optimizer = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(schedule))
 
+    def apply(params, images):
+        return model.apply(params, jnp.transpose(images, (0, 2, 3, 1)))
+
     def loss_fn(params, bound, key, images, labels):
-        if sampler is not None:
-            images = _noisy(sampler, bound, key, images)
-        logits = model.apply(params, jnp.transpose(images, (0, 2, 3, 1)))
-        losses = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), labels)
-        return jnp.mean(losses)
+        def draw(draw_key, x):
+            return x if sampler is None else _noisy(sampler, bound, draw_key, x)
+
+        return loss.batch_loss(key, params, apply, draw, images, labels)
 
     def step(params, opt_state, bound, key, step_index, images, labels, idx):
         key = jax.random.fold_in(key, step_index)
-        loss, grads = jax.value_and_grad(loss_fn)(params, bound, key, images[idx], labels[idx])
+        value, grads = jax.value_and_grad(loss_fn)(params, bound, key, images[idx], labels[idx])
         updates, opt_state = optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
+        return optax.apply_updates(params, updates), opt_state, value
 
     return optimizer, jax.jit(step)
 
@@ -230,8 +234,10 @@ def train_classifier(
     log_every: int = 100,
     init_params=None,
     progress: bool = False,
+    loss: TrainingLoss | str | None = None,
 ):
-    """Trains an image classifier with noise augmentation (Cohen et al., 2019, Section 3).
+    """Trains an image classifier with noise augmentation (Cohen et al., 2019, Section 3), or with
+    consistency regularization or SmoothAdv (`loss`; docs/math.md, "Training losses").
 
     Adam with a linear warmup (default min(100, steps // 10) steps) and cosine decay to 1% of
     `learning_rate`; gradients clipped to global norm 1. Batches are drawn without replacement
@@ -255,6 +261,12 @@ def train_classifier(
       init_params: start from these parameters instead of `init_classifier_params`.
       progress: draw a progress bar on stderr (see `lrsjax._progress` for when it is drawn). It
         never changes the result.
+      loss: the training loss: None or "noise" (noise augmentation, one copy per example),
+        "consistency", "smoothadv" (their default hyperparameters) or a `TrainingLoss` from
+        `lrsjax.training.noise_augmentation`, `consistency` or `smoothadv`. Every loss draws its
+        noisy copies from `noise`'s per-example sampler, which is single-group (a classifier has
+        one output, so localized noise, one group per output, does not apply here). The losses
+        other than "noise" need a noise.
     Returns:
       (params, ClassifierTrainHistory).
     """
@@ -280,6 +292,14 @@ def train_classifier(
             "Build the model with the data set's number of classes.",
         )
     sampler, bound = _sampler(noise, data.image_shape)
+    loss = training_loss(loss)
+    if noise is None and loss.name != "noise":
+        _checks.fail(
+            "loss",
+            loss.name,
+            "needs a smoothing noise (it compares noisy copies), but noise=None",
+            "Pass noise=lrsjax.noise.isotropic_gaussian(data.image_shape, sigma).",
+        )
     steps = _checks.positive_int("steps", steps)
     batch_size = _checks.positive_int("batch_size", batch_size)
     if batch_size > data.num_images:
@@ -310,7 +330,9 @@ def train_classifier(
         if init_params is not None
         else init_classifier_params(key_init, model, data.image_shape)
     )
-    optimizer, train_step = _train_step(model, sampler, float(learning_rate), warmup_steps, steps)
+    optimizer, train_step = _train_step(
+        model, sampler, float(learning_rate), warmup_steps, steps, loss
+    )
     opt_state = optimizer.init(params)
     images = jnp.asarray(data.images)
     labels = jnp.asarray(data.labels, jnp.int32)
@@ -320,16 +342,16 @@ def train_classifier(
 
     start = time.perf_counter()
     log_steps, log_loss, log_seconds, window = [], [], [], []
-    kind = "clean" if noise is None else f"{noise.kind} noise"
+    kind = "clean" if noise is None else f"{noise.kind} noise, {loss.name} loss"
     bar = _progress.bar(steps, desc=f"train {type(model).__name__} ({kind})", unit="step",
                         enabled=progress)  # fmt: skip
     for step in range(steps):
         idx = jnp.asarray(next(order))
-        params, opt_state, loss = train_step(
+        params, opt_state, batch_loss = train_step(
             params, opt_state, bound, key_noise, step, images, labels, idx
         )
-        window.append(loss)
-        _progress.training_step(bar, step, loss)
+        window.append(batch_loss)
+        _progress.training_step(bar, step, batch_loss)
         if (step + 1) % log_every == 0 or step + 1 == steps:
             mean_loss = float(np.mean(np.asarray(jax.device_get(window))))
             elapsed = time.perf_counter() - start
