@@ -237,7 +237,7 @@ def train_classifier(
     loss: TrainingLoss | str | None = None,
 ):
     """Trains an image classifier with noise augmentation (Cohen et al., 2019, Section 3), or with
-    consistency regularization or SmoothAdv (`loss`; docs/math.md, "Training losses").
+    consistency regularization or SmoothAdv (`loss`; docs/math.md, section 12).
 
     Adam with a linear warmup (default min(100, steps // 10) steps) and cosine decay to 1% of
     `learning_rate`; gradients clipped to global norm 1. Batches are drawn without replacement

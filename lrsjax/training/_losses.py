@@ -1,5 +1,5 @@
 """Training losses for certified robustness: noise augmentation, consistency regularization and
-SmoothAdv (docs/math.md, "Training losses").
+SmoothAdv (docs/math.md, section 12).
 
 Two layers, optax style:
   * pure functions of the logits of `m` noisy copies, `logits [m, B, ..., K]` with integer
@@ -66,7 +66,7 @@ def noise_loss(logits, labels, mask=None):
 
 
 def consistency_terms(logits, labels, mask=None):
-    """The three terms of the consistency loss (Jeong & Shin, 2020, Eq. 6), each averaged over the
+    """The three terms of the consistency loss (Jeong & Shin, 2020), each averaged over the
     counted outputs: (mean CE, mean_i KL(F_bar || F_i), H(F_bar)), with `F_i = softmax(logits[i])`
     and `F_bar = (1/m) sum_i F_i`. Arguments as in `noise_loss`."""
     log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
@@ -82,7 +82,7 @@ def consistency_terms(logits, labels, mask=None):
 
 
 def consistency_loss(logits, labels, mask=None, *, lbd: float = 10.0, eta: float = 0.5):
-    """Consistency regularization (Jeong & Shin, 2020, Eq. 6; docs/math.md, "Training losses").
+    """Consistency regularization (Jeong & Shin, 2020; docs/math.md, section 12).
 
     `L = (1/m) sum_i CE(F_i, y) + lbd (1/m) sum_i KL(F_bar || F_i) + eta H(F_bar)` averaged over
     the counted outputs; gradients flow through `F_bar` (no stop-gradient), as in the paper's code.
@@ -105,7 +105,7 @@ def _smoothadv_per_output(logits, labels, mask):
 
 
 def smoothadv_objective(logits, labels, mask=None):
-    """The SmoothAdv objective (Salman et al., 2019, Eq. 5 with Monte Carlo noise).
+    """The SmoothAdv objective (Salman et al., 2019, with Monte Carlo noise).
 
     `J = -log((1/m) sum_i softmax(F(x + delta_i))_y)`: the cross-entropy of the soft smoothed
     classifier, the log of the mean (not the mean of the logs, which `noise_loss` is; by Jensen
@@ -117,7 +117,7 @@ def smoothadv_objective(logits, labels, mask=None):
 
 
 def smoothadv_attack(key, objective: Callable, x, *, eps: float, steps: int):
-    """PGD in l2 on a per-example objective (Salman et al., 2019, Algorithm 1 / SmoothAdv_PGD).
+    """PGD in l2 on a per-example objective (Salman et al., 2019).
 
     From `x`, `steps` steps of size `2 eps / steps` along the per-example gradient normalised to
     unit l2 norm (a random unit direction where the gradient is 0), each followed by the
