@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
-import numbers
 import time
 from collections.abc import Callable
 from typing import NamedTuple
@@ -42,6 +40,7 @@ from lrsjax.training._checkpoint import (
     save_image_model,
 )
 from lrsjax.training._losses import TrainingLoss, training_loss
+from lrsjax.training._schedule import check_schedule
 from lrsjax.training._segmentation import _batch_order
 
 _LOG = logging.getLogger(__name__)
@@ -300,29 +299,10 @@ def train_classifier(
             "needs a smoothing noise (it compares noisy copies), but noise=None",
             "Pass noise=lrsjax.noise.isotropic_gaussian(data.image_shape, sigma).",
         )
-    steps = _checks.positive_int("steps", steps)
-    batch_size = _checks.positive_int("batch_size", batch_size)
-    if batch_size > data.num_images:
-        _checks.fail(
-            "batch_size",
-            batch_size,
-            f"must not exceed the number of training images ({data.num_images})",
-            "Use a smaller batch or more images.",
-        )
-    log_every = _checks.positive_int("log_every", log_every)
+    steps, batch_size, learning_rate, warmup_steps, log_every = check_schedule(
+        steps, batch_size, data.num_images, learning_rate, warmup_steps, log_every
+    )
     eval_batch_size = _checks.positive_int("eval_batch_size", eval_batch_size)
-    if (
-        isinstance(learning_rate, bool)
-        or not isinstance(learning_rate, numbers.Real)
-        or not math.isfinite(learning_rate)
-        or learning_rate <= 0
-    ):
-        _checks.fail("learning_rate", learning_rate, "must be a positive finite number")
-    if warmup_steps is None:
-        warmup_steps = min(100, steps // 10)
-    warmup_steps = _checks.positive_int("warmup_steps", warmup_steps, minimum=0)
-    if warmup_steps >= steps:
-        _checks.fail("warmup_steps", warmup_steps, f"must be below steps ({steps})")
 
     key_init, key_order, key_noise, key_eval = jax.random.split(key, 4)
     params = (

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
-import numbers
 import time
 from collections.abc import Callable
 from typing import NamedTuple
@@ -35,6 +33,7 @@ from lrsjax.models import DnCNN, dncnn_config, dncnn_from_config, init_denoiser_
 from lrsjax.noise import Noise
 from lrsjax.training._checkpoint import ImageModelFormat, load_image_model, save_image_model
 from lrsjax.training._classification import _noisy, _sampler
+from lrsjax.training._schedule import check_schedule
 from lrsjax.training._segmentation import _batch_order
 
 _LOG = logging.getLogger(__name__)
@@ -199,28 +198,9 @@ def train_denoiser(
     if loss != "mse":
         _check_classifier_output(classifier_apply, classifier_params, data, loss)
     sampler, bound = _sampler(noise, data.image_shape)
-    steps = _checks.positive_int("steps", steps)
-    batch_size = _checks.positive_int("batch_size", batch_size)
-    if batch_size > data.num_images:
-        _checks.fail(
-            "batch_size",
-            batch_size,
-            f"must not exceed the number of training images ({data.num_images})",
-            "Use a smaller batch or more images.",
-        )
-    log_every = _checks.positive_int("log_every", log_every)
-    if (
-        isinstance(learning_rate, bool)
-        or not isinstance(learning_rate, numbers.Real)
-        or not math.isfinite(learning_rate)
-        or learning_rate <= 0
-    ):
-        _checks.fail("learning_rate", learning_rate, "must be a positive finite number")
-    if warmup_steps is None:
-        warmup_steps = min(100, steps // 10)
-    warmup_steps = _checks.positive_int("warmup_steps", warmup_steps, minimum=0)
-    if warmup_steps >= steps:
-        _checks.fail("warmup_steps", warmup_steps, f"must be below steps ({steps})")
+    steps, batch_size, learning_rate, warmup_steps, log_every = check_schedule(
+        steps, batch_size, data.num_images, learning_rate, warmup_steps, log_every
+    )
 
     key_init, key_order, key_noise = jax.random.split(key, 3)
     params = (

@@ -18,7 +18,6 @@ from __future__ import annotations
 import functools
 import logging
 import math
-import numbers
 import time
 from collections.abc import Callable
 from typing import NamedTuple
@@ -46,6 +45,7 @@ from lrsjax.training._checkpoint import (
     load_image_model,
     save_image_model,
 )
+from lrsjax.training._schedule import check_schedule
 
 _LOG = logging.getLogger(__name__)
 NOISE_KINDS = ("none", "isotropic", "localized")
@@ -426,29 +426,10 @@ def train_segmentation(
             f"must equal data.num_classes ({data.num_classes})",
             "Build the model with the data set's number of classes.",
         )
-    steps = _checks.positive_int("steps", steps)
-    batch_size = _checks.positive_int("batch_size", batch_size)
-    if batch_size > data.num_images:
-        _checks.fail(
-            "batch_size",
-            batch_size,
-            f"must not exceed the number of training images ({data.num_images})",
-            "Use a smaller batch or more images.",
-        )
-    log_every = _checks.positive_int("log_every", log_every)
+    steps, batch_size, learning_rate, warmup_steps, log_every = check_schedule(
+        steps, batch_size, data.num_images, learning_rate, warmup_steps, log_every
+    )
     eval_batch_size = _checks.positive_int("eval_batch_size", eval_batch_size)
-    if (
-        isinstance(learning_rate, bool)
-        or not isinstance(learning_rate, numbers.Real)
-        or not math.isfinite(learning_rate)
-        or learning_rate <= 0
-    ):
-        _checks.fail("learning_rate", learning_rate, "must be a positive finite number")
-    if warmup_steps is None:
-        warmup_steps = min(100, steps // 10)
-    warmup_steps = _checks.positive_int("warmup_steps", warmup_steps, minimum=0)
-    if warmup_steps >= steps:
-        _checks.fail("warmup_steps", warmup_steps, f"must be below steps ({steps})")
     noise_kwargs = dict(
         sigma=sigma,
         grid_shape=grid_shape,
