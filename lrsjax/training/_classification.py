@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import time
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -40,7 +39,7 @@ from lrsjax.training._checkpoint import (
     save_image_model,
 )
 from lrsjax.training._losses import TrainingLoss, training_loss
-from lrsjax.training._schedule import check_schedule
+from lrsjax.training._schedule import LossLog, check_schedule
 from lrsjax.training._segmentation import _batch_order
 
 _LOG = logging.getLogger(__name__)
@@ -320,8 +319,7 @@ def train_classifier(
         np.random.default_rng(seed_sequence(key_order)), data.num_images, batch_size
     )
 
-    start = time.perf_counter()
-    log_steps, log_loss, log_seconds, window = [], [], [], []
+    log = LossLog(steps, log_every, _LOG)
     kind = "clean" if noise is None else f"{noise.kind} noise, {loss.name} loss"
     bar = _progress.bar(steps, desc=f"train {type(model).__name__} ({kind})", unit="step",
                         enabled=progress)  # fmt: skip
@@ -330,17 +328,10 @@ def train_classifier(
         params, opt_state, batch_loss = train_step(
             params, opt_state, bound, key_noise, step, images, labels, idx
         )
-        window.append(batch_loss)
+        log.add(step, batch_loss)
         _progress.training_step(bar, step, batch_loss)
-        if (step + 1) % log_every == 0 or step + 1 == steps:
-            mean_loss = float(np.mean(np.asarray(jax.device_get(window))))
-            elapsed = time.perf_counter() - start
-            log_steps.append(step + 1)
-            log_loss.append(mean_loss)
-            log_seconds.append(elapsed)
-            window = []
-            _LOG.info("step %d/%d loss %.4f (%.1f s)", step + 1, steps, mean_loss, elapsed)
     bar.close()
+    log_steps, log_loss, log_seconds = log.arrays()
 
     clean = noisy = None
     if eval_data is not None:
@@ -351,9 +342,9 @@ def train_classifier(
                 apply_fn, params, eval_data, batch_size=eval_batch_size, noise=noise, key=key_eval
             )
     history = ClassifierTrainHistory(
-        steps=np.array(log_steps, np.int64),
-        loss=np.array(log_loss, np.float64),
-        seconds=np.array(log_seconds, np.float64),
+        steps=log_steps,
+        loss=log_loss,
+        seconds=log_seconds,
         clean_accuracy=clean,
         noisy_accuracy=noisy,
     )

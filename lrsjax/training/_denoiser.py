@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import time
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -33,7 +32,7 @@ from lrsjax.models import DnCNN, dncnn_config, dncnn_from_config, init_denoiser_
 from lrsjax.noise import Noise
 from lrsjax.training._checkpoint import ImageModelFormat, load_image_model, save_image_model
 from lrsjax.training._classification import _noisy, _sampler
-from lrsjax.training._schedule import check_schedule
+from lrsjax.training._schedule import LossLog, check_schedule
 from lrsjax.training._segmentation import _batch_order
 
 _LOG = logging.getLogger(__name__)
@@ -220,8 +219,7 @@ def train_denoiser(
         np.random.default_rng(seed_sequence(key_order)), data.num_images, batch_size
     )
 
-    start = time.perf_counter()
-    log_steps, log_loss, log_seconds, window = [], [], [], []
+    log = LossLog(steps, log_every, _LOG)
     bar = _progress.bar(steps, desc=f"train {type(denoiser).__name__} ({loss})", unit="step",
                         enabled=progress)  # fmt: skip
     for step in range(steps):
@@ -229,21 +227,14 @@ def train_denoiser(
         params, opt_state, value = train_step(
             params, opt_state, frozen, bound, key_noise, step, images, labels, idx
         )
-        window.append(value)
+        log.add(step, value)
         _progress.training_step(bar, step, value)
-        if (step + 1) % log_every == 0 or step + 1 == steps:
-            mean_loss = float(np.mean(np.asarray(jax.device_get(window))))
-            elapsed = time.perf_counter() - start
-            log_steps.append(step + 1)
-            log_loss.append(mean_loss)
-            log_seconds.append(elapsed)
-            window = []
-            _LOG.info("step %d/%d loss %.4f (%.1f s)", step + 1, steps, mean_loss, elapsed)
     bar.close()
+    log_steps, log_loss, log_seconds = log.arrays()
     history = DenoiserTrainHistory(
-        steps=np.array(log_steps, np.int64),
-        loss=np.array(log_loss, np.float64),
-        seconds=np.array(log_seconds, np.float64),
+        steps=log_steps,
+        loss=log_loss,
+        seconds=log_seconds,
     )
     return params, history
 

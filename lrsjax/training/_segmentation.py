@@ -18,7 +18,6 @@ from __future__ import annotations
 import functools
 import logging
 import math
-import time
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -45,7 +44,7 @@ from lrsjax.training._checkpoint import (
     load_image_model,
     save_image_model,
 )
-from lrsjax.training._schedule import check_schedule
+from lrsjax.training._schedule import LossLog, check_schedule
 
 _LOG = logging.getLogger(__name__)
 NOISE_KINDS = ("none", "isotropic", "localized")
@@ -464,8 +463,7 @@ def train_segmentation(
         np.random.default_rng(seed_sequence(key_order)), data.num_images, batch_size
     )
 
-    start = time.perf_counter()
-    log_steps, log_loss, log_seconds, window = [], [], [], []
+    log = LossLog(steps, log_every, _LOG)
     desc = f"train U-Net ({spec.kind} noise)"
     bar = _progress.bar(steps, desc=desc, unit="step", enabled=progress)
     for step in range(steps):
@@ -473,17 +471,10 @@ def train_segmentation(
         params, opt_state, loss = train_step(
             params, opt_state, key_noise, step, images, labels, cells, idx
         )
-        window.append(loss)
+        log.add(step, loss)
         _progress.training_step(bar, step, loss)
-        if (step + 1) % log_every == 0 or step + 1 == steps:
-            mean_loss = float(np.mean(np.asarray(jax.device_get(window))))
-            elapsed = time.perf_counter() - start
-            log_steps.append(step + 1)
-            log_loss.append(mean_loss)
-            log_seconds.append(elapsed)
-            window = []
-            _LOG.info("step %d/%d loss %.4f (%.1f s)", step + 1, steps, mean_loss, elapsed)
     bar.close()
+    log_steps, log_loss, log_seconds = log.arrays()
 
     clean_eval = noisy_eval = None
     if eval_data is not None:
@@ -502,9 +493,9 @@ def train_segmentation(
                 **noise_kwargs,
             )
     history = TrainHistory(
-        steps=np.array(log_steps, np.int64),
-        loss=np.array(log_loss, np.float64),
-        seconds=np.array(log_seconds, np.float64),
+        steps=log_steps,
+        loss=log_loss,
+        seconds=log_seconds,
         clean_eval=clean_eval,
         noisy_eval=noisy_eval,
     )
