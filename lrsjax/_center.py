@@ -2,14 +2,13 @@
 
 The smoothed output is a center of the distribution of `f(x + G)` in an output metric: Hamming
 distance between label maps (segmentation) or l2 distance between real outputs (embeddings).
-Three steps on two independent sample sets (`docs/math.md §14`):
-  1. center: of `n0` samples, the one with the smallest median distance to the others; `r` is that
-     median;
-  2. check (on `n` fresh samples): a Clopper-Pearson lower bound at `alpha / 2` on the mass within
-     `r` of the center must reach `1/2 - delta`, otherwise abstain;
-  3. radius (the same `n` samples): for each input radius `eps`, an order statistic `R` of the
-     distances to the center bounds the radius holding mass `q = Phi(Phi^{-1}(1/2 + delta) + eps /
-     sigma)` (exact binomial tail at `alpha / (2 E)` for `E` radii); `eps_out = (1 + beta) R`.
+Two independent sample sets (`docs/math.md §14`):
+  1. center: of `n0` samples, the one with the smallest median distance to the others;
+  2. radii (on `n` fresh samples, distances to the center): an order statistic bounds the radius
+     of the ball around the center that holds mass `1/2 - delta` (`center_radius`, at `alpha / 2`;
+     abstain when none qualifies), and, for each input radius `eps`, the radius `R` holding mass
+     `q = Phi(Phi^{-1}(1/2 + delta) + eps / sigma)` (exact binomial tails, `alpha / (2 E)` each
+     for `E` radii); `eps_out = (1 + beta) R`.
 Hamming distances are histogrammed on the device (`lrsjax.estimators.hamming_histogram`, the
 counting kernel with the center as its target); l2 distances are computed on the host in float64
 from the samples (`n x D` float32 values, refused up front when they do not fit).
@@ -41,15 +40,18 @@ class CenterCertificate(NamedTuple):
     Fields:
       center: the center-smoothed output: int32 label map `[*out]` ("hamming") or float32
         `[*out]` ("l2"); one of the `n0` samples.
-      abstain: bool, True when the check failed (the center is not shown to hold half the mass).
+      abstain: bool, True when no order statistic bounds the radius holding mass `1/2 - delta`
+        (too few samples `n` for `alpha`); nothing is certified then.
       eps: float64 [E], the certified input radii (l2).
       radius: float64 [E], the certified output radius `eps_out = (1 + beta) R` in the metric
         (Hamming: pixels); `inf` where abstained or where no order statistic qualifies.
       mass_radius: float64 [E], `R`, the radius around `center` holding mass `q(eps)` (`inf` when
         no order statistic qualifies).
       k: int64 [E], 1-based order-statistic index of `R` among the `n` distances (0: none).
-      center_radius: float64, `r`, the center's median distance to the `n0` samples.
-      mass_lower: float64, lower confidence bound on the mass within `r` of the center.
+      center_radius: float64, certified radius of a ball around `center` holding mass at least
+        `1/2 - delta` of `f(x + G)` (`inf` where abstained).
+      sample_median: float64, the center's median distance to the `n0` center-stage samples
+        (an estimate of the half-mass radius, not a bound).
       smoothing_error: float64, distance between the center and the clean output `f(x)`.
       method: str.
     """
@@ -61,7 +63,7 @@ class CenterCertificate(NamedTuple):
     mass_radius: np.ndarray
     k: np.ndarray
     center_radius: float
-    mass_lower: float
+    sample_median: float
     smoothing_error: float
     method: str
 
@@ -95,15 +97,18 @@ def certify_center(
     """Center smoothing: the center-smoothed output and its certified output radius.
 
     Guarantee (Kumar & Goldstein, 2021, Theorem 1, in the form of `docs/math.md §14`). With
-    probability at least `1 - alpha` over the samples (`alpha / 2` for the check, `alpha / 2` for
-    all radii together), if the result does not abstain: (a) the ball of radius `center_radius`
+    probability at least `1 - alpha` over the samples (`alpha / 2` for (a), `alpha / 2` for all
+    radii of (b) together), if the result does not abstain: (a) the ball of radius `center_radius`
     around `center` holds mass at least `1/2 - delta` of `f(x + G)`; (b) for every `eps[j]` and
     every `x'` with `||x' - x||_2 < eps[j]`, every output `z'` that is a (`beta`, `delta`)-center
     at `x'` satisfies `d(center, z') <= radius[j]`. A (`beta`, `delta`)-center `z'` at `x'` is a
     point whose ball of radius `beta * rho(x')` holds mass at least `1/2 - delta` of `f(x' + G)`,
-    where `rho(x')` is the smallest radius of any ball holding mass `1/2 + delta`; this procedure's
-    own output at `x'` is one with high probability when its check passes there (`beta = 2`: the
-    center is a sample). The metric must satisfy the triangle inequality (Hamming and l2 do).
+    where `rho(x')` is the smallest radius of any ball holding mass `1/2 + delta`; with `beta = 2`
+    the center chosen among samples at `x'` is one with high probability (some sample lies in the
+    smallest such ball, and every point of that ball is within `2 rho(x')` of it). The metric must
+    satisfy the triangle inequality (Hamming and l2 do). Unlike the reference code, (a) is an
+    order statistic of the fresh samples rather than a test of the center stage's median (which
+    is biased low by the choice of the center and fails for moderate `n0`; `docs/math.md §14`).
 
     Args:
       key: JAX PRNG key (split into the center and estimation stages).
@@ -145,7 +150,7 @@ def certify_center(
         )
         labels = sampler(key_center, params, x, n0).values
         flat = labels.reshape(n0, -1)
-        index, center_radius = _center_index(flat, _hamming_rows)
+        index, sample_median = _center_index(flat, _hamming_rows)
         center = labels[index]
         histogram = _hamming_histogram(
             key_estimate, apply_fn, params, x, noise, center, n, batch_size
@@ -156,7 +161,7 @@ def certify_center(
     else:
         sampler = sampling.make_output_sampler(_Flat(apply_fn), noise, batch_size=batch_size)
         values = np.asarray(sampler(key_center, params, x, n0).values, np.float64)
-        index, center_radius = _center_index(values, _l2_rows)
+        index, sample_median = _center_index(values, _l2_rows)
         center_flat = values[index]
         estimate = np.asarray(sampler(key_estimate, params, x, n).values, np.float64)
         distances = np.sort(np.linalg.norm(estimate - center_flat, axis=1))
@@ -166,15 +171,12 @@ def certify_center(
         shape = tuple(np.shape(jax.eval_shape(apply_fn, params, _prepared_x(noise, x))))
         center = center_flat.astype(np.float32).reshape(shape)
 
-    # Step 2: the check, a one-sided Clopper-Pearson bound at alpha / 2.
-    if histogram is not None:
-        within = int(histogram[: int(center_radius) + 1].sum())
-    else:
-        within = int(np.searchsorted(distances, center_radius, side="right"))
-    mass_lower = float(stats.clopper_pearson_lower(within, n, alpha / 2))
-    abstain = not mass_lower >= 0.5 - delta
+    # (a) the radius holding mass 1/2 - delta, at alpha / 2
+    k_center = stats.upper_order_index(0.5 - delta, n, alpha / 2)
+    abstain = k_center == 0
+    center_radius = np.inf if abstain else _order_statistic(k_center, histogram, distances)
 
-    # Step 3: one order statistic per input radius, Bonferroni over the radii at alpha / 2.
+    # (b) one order statistic per input radius, Bonferroni over the radii at alpha / 2
     level = alpha / (2 * radii.size)
     base = scipy_stats.norm.ppf(0.5 + delta)
     ks = np.zeros(radii.size, np.int64)
@@ -193,9 +195,9 @@ def certify_center(
         mass_radius=mass_radius,
         k=ks,
         center_radius=float(center_radius),
-        mass_lower=mass_lower,
+        sample_median=float(sample_median),
         smoothing_error=smoothing_error,
-        method=f"center_smoothing:{metric}:delta={delta:g}:beta={beta:g}:clopper_pearson+binomial",
+        method=f"center_smoothing:{metric}:delta={delta:g}:beta={beta:g}:order_statistics",
     )
 
 

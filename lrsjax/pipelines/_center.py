@@ -51,7 +51,7 @@ def run_center(
         **(method.extra or {}),
         "eps_out": cert.radius.tolist(),
         "center_radius": cert.center_radius,
-        "mass_lower": cert.mass_lower,
+        "sample_median": cert.sample_median,
         "abstain": cert.abstain,
         "certificate": cert.method,
     }
