@@ -48,7 +48,7 @@ def test_hamming_radii_cover_the_exact_quantiles():
     for seed in range(3):
         cert = lrsjax.certify_center(
             jax.random.key(seed), _threshold, 0.5, x, sm, n0=64, n=1500, alpha=0.01, eps=eps,
-            batch_size=128,
+            batch_size=32,
         )  # fmt: skip
         cdf = _distance_cdf(x, cert.center)
         assert not cert.abstain
@@ -72,11 +72,11 @@ def test_device_histogram_equals_host_distances():
     run = sampling.kernel(
         _threshold, one, prepared, estimators.hamming_histogram(), batch_size=32, num_classes=2
     )
-    counts = np.asarray(run.count(jax.random.key(5), 0.5, 100, target=center).counts)
+    counts = np.asarray(run.count(jax.random.key(5), 0.5, 64, target=center).counts)
     labels = sampling.make_output_sampler(_threshold, sm, batch_size=32, output="labels")(
-        jax.random.key(5), 0.5, x, 100
+        jax.random.key(5), 0.5, x, 64
     ).values
-    distances = (labels != center).reshape(100, -1).sum(1)
+    distances = (labels != center).reshape(64, -1).sum(1)
     np.testing.assert_array_equal(counts, np.bincount(distances, minlength=17))
 
 
@@ -109,7 +109,7 @@ def test_abstains_without_samples_enough_and_refuses_bad_input():
     x = _image()
     sm = noise.isotropic_gaussian(SHAPE, SIGMA)
     cert = lrsjax.certify_center(
-        jax.random.key(0), _threshold, 0.5, x, sm, n0=4, n=4, alpha=0.01, eps=0.1, batch_size=4
+        jax.random.key(0), _threshold, 0.5, x, sm, n0=64, n=4, alpha=0.01, eps=0.1, batch_size=32
     )  # 0.45 ** 4 > 0.005: no order statistic of 4 samples bounds the 0.45-quantile
     assert cert.abstain and np.all(np.isinf(cert.radius)) and cert.center_radius == np.inf
     with pytest.raises(ValueError, match="`metric`"):
@@ -146,7 +146,7 @@ def test_center_method_record():
     budgets = np.array([0.0, 0.1])
     method = Method(
         "center_smoothing", "center smoothing", noise.isotropic_gaussian(SHAPE, SIGMA), budgets,
-        dict(n0=32, n=800, alpha=0.01, batch_size=100), 832, arrays=("prediction", "abstain"),
+        dict(n0=64, n=800, alpha=0.01, batch_size=32), 864, arrays=("prediction", "abstain"),
         run=run_center,
     )  # fmt: skip
     result = run_center(method, jax.random.key(2), item, Model(_threshold, 0.5))

@@ -156,6 +156,7 @@ def test_certify_regression_matches_the_sampler_and_bounds_a_linear_model():
     assert np.all(cert.lower <= cert.estimate) and np.all(cert.estimate <= cert.upper)
 
 
+@pytest.mark.slow
 def test_certify_regression_coverage_end_to_end():
     shape = (1, 1, 4)
     w = jnp.asarray([[[0.5, -1.0, 0.25, 1.0]]], jnp.float32)
@@ -181,8 +182,8 @@ def test_coverage_many_settings():
 
 
 def test_certify_expectation():
-    shape = (1, 1, 4)
-    w = jnp.asarray([[[0.5, -1.0, 0.25, 1.0]]], jnp.float32)
+    shape = (1, 2, 3)
+    w = jnp.asarray(np.linspace(-1.0, 1.0, 6).reshape(shape), jnp.float32)
     x = jnp.full(shape, 0.5)
     sm = noise.isotropic_gaussian(shape, 0.25)
 
@@ -190,10 +191,10 @@ def test_certify_expectation():
         return jax.nn.sigmoid(jnp.sum(w * x))[None]
 
     cert = lrsjax.certify_expectation(
-        jax.random.key(0), score, w, x, sm, n=2000, alpha=0.01, eps=0.1, batch_size=500,
+        jax.random.key(0), score, w, x, sm, n=300, alpha=0.01, eps=0.1, batch_size=64,
         low=0.0, high=1.0,
     )  # fmt: skip
-    lower, upper = stats.expectation_bounds(cert.mean, 2000, 0.0, 1.0, 0.25, 0.1, 0.01)
+    lower, upper = stats.expectation_bounds(cert.mean, 300, 0.0, 1.0, 0.25, 0.1, 0.01)
     np.testing.assert_array_equal((cert.lower, cert.upper), (lower, upper))
     assert cert.lower[0] < cert.mean[0] < cert.upper[0]
 
@@ -202,17 +203,17 @@ def test_certify_expectation():
 
     with pytest.raises(ValueError, match="must stay in"):
         lrsjax.certify_expectation(
-            jax.random.key(0), unbounded, w, x, sm, n=10, alpha=0.01, eps=0.1, batch_size=10,
+            jax.random.key(0), unbounded, w, x, sm, n=300, alpha=0.01, eps=0.1, batch_size=64,
             low=0.0, high=1.0,
         )  # fmt: skip
 
 
 def test_bad_input_is_refused_with_the_argument_named():
-    shape = (1, 1, 4)
+    shape = (1, 2, 3)
     w = jnp.ones(shape)
     x = jnp.full(shape, 0.5)
     sm = noise.isotropic_gaussian(shape, 0.25)
-    options = dict(n=10, alpha=0.01, eps=0.1, batch_size=10)
+    options = dict(n=300, alpha=0.01, eps=0.1, batch_size=64)
     with pytest.raises(ValueError, match="`noise`"):
         lrsjax.certify_regression(
             jax.random.key(0), _linear, w, x, noise.isotropic_laplace(shape, 0.25), **options
@@ -233,4 +234,4 @@ def test_bad_input_is_refused_with_the_argument_named():
     with pytest.raises(ValueError, match="NaN or infinite"):
         lrsjax.certify_regression(jax.random.key(0), broken, w, x, sm, **options)
     with pytest.raises(ValueError, match="`num_samples`"):
-        sampling.make_output_sampler(_linear, sm, batch_size=10)(jax.random.key(0), w, x, 2**30)
+        sampling.make_output_sampler(_linear, sm, batch_size=64)(jax.random.key(0), w, x, 2**30)
