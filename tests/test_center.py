@@ -166,3 +166,20 @@ def test_center_method_record():
         result.arrays["prediction__center_smoothing"], center.reshape(4, 4)
     )
     assert "center_smoothing_sampling_s" in result.timings
+
+
+def test_segmentation_job_baselines():
+    from lrsjax.pipelines import SegmentationJob
+    from lrsjax.pipelines._segmentation import methods
+
+    job = SegmentationJob.tiny()
+    assert [m.name for m in methods(job)] == [
+        "localized_naive", "isotropic_naive", "center_smoothing",
+    ]  # fmt: skip
+    assert [m.name for m in methods(job.replace(baselines=""))] == ["localized_naive"]
+    only = methods(job.replace(baselines="center_smoothing"))
+    assert [m.name for m in only] == ["localized_naive", "center_smoothing"]
+    assert only[1].samples == only[0].samples  # equal forward passes
+    for bad in ("isotropic,lpips", "isotropic,isotropic"):
+        with pytest.raises(ValueError, match="`baselines`"):
+            job.replace(baselines=bad).validated()
