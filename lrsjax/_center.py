@@ -16,7 +16,6 @@ from the samples (`n x D` float32 values, refused up front when they do not fit)
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable
 from typing import NamedTuple
@@ -26,7 +25,7 @@ import numpy as np
 from scipy import stats as scipy_stats
 
 from lrsjax import _checks, _keys, estimators, sampling, stats
-from lrsjax._regression import gaussian_sigma
+from lrsjax._regression import _Flat, gaussian_sigma
 from lrsjax.noise import Noise
 
 METRICS = ("hamming", "l2")
@@ -66,16 +65,6 @@ class CenterCertificate(NamedTuple):
     sample_median: float
     smoothing_error: float
     method: str
-
-
-@dataclasses.dataclass(frozen=True)
-class _Flat:
-    """`apply_fn` with real outputs flattened to `[D]` (hashes by the wrapped function)."""
-
-    apply_fn: Callable
-
-    def __call__(self, params, x):
-        return self.apply_fn(params, x).reshape(-1)
 
 
 def certify_center(
@@ -118,7 +107,7 @@ def certify_center(
       x: one input `[C, H, W]` in [0, 1].
       noise: `lrsjax.noise.isotropic_gaussian(x.shape, sigma)`.
       n0: samples of the center stage (>= 1); `O(n0^2)` distances are computed on the host.
-      n: samples of the check and radius stage (>= 1).
+      n: samples of the radius stage (>= 1), independent of the center stage's.
       alpha: error probability in (0, 1).
       eps: an l2 input radius >= 0, or a 1-D array of them (one certificate each, jointly).
       batch_size: samples per model call.
