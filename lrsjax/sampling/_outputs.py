@@ -172,21 +172,28 @@ def output_shape(apply_fn, params, example, output: str) -> tuple:
 
 
 def check_output_memory(num_samples: int, batch_size: int, prepared, shape: tuple) -> None:
-    """Refuses (ValueError naming `num_samples`) outputs that cannot fit: `num_samples x
-    output size` 4-byte values on the device and their copy on the host, plus one batch of noise,
-    noisy inputs and outputs (`lrsjax._memory.check_fits`)."""
+    """Refuses (ValueError naming `num_samples`) outputs that cannot fit: `num_samples x output
+    size` 4-byte values plus one batch of noise, noisy inputs and outputs on the device (the
+    first device's memory, or the host's for CPU devices), and the values' copy on the host
+    (`lrsjax._memory.check_fits`)."""
     size = int(np.prod(shape, dtype=np.int64))
     num_batches = -(-num_samples // batch_size)
-    stored = 2 * 4 * num_batches * batch_size * size
+    values = 4 * num_batches * batch_size * size
     per_batch = batch_size * (prepared.bytes_per_element * prepared.input_size + 4 * size)
-    available = _memory.host_available()
-    largest = int(_memory.SAFETY_FRACTION * (available.num_bytes or 0) / max(8 * size, 1))
-    _memory.check_fits(
-        "num_samples",
-        num_samples,
-        stored + per_batch,
-        available,
-        f"{num_samples} outputs of {size} 4-byte values, kept on the device and copied to the "
-        "host, and one batch of noisy inputs",
-        f"Pass num_samples <= {max(largest - batch_size, 0)}, or fewer output coordinates.",
-    )
+    device, _ = _memory.device_available(jax.devices()[:1])
+    host = _memory.host_available()
+    on_cpu = jax.devices()[0].platform == "cpu"
+    checks = [(device, values + per_batch + (values if on_cpu else 0), 4 + 4 * on_cpu)]
+    if not on_cpu:
+        checks.append((host, values, 4))
+    for available, need, per_sample in checks:
+        largest = int(_memory.SAFETY_FRACTION * (available.num_bytes or 0) / (per_sample * size))
+        _memory.check_fits(
+            "num_samples",
+            num_samples,
+            need,
+            available,
+            f"{num_samples} outputs of {size} 4-byte values (on the device and their copy on the "
+            "host) and one batch of noisy inputs",
+            f"Pass num_samples <= {max(largest - batch_size, 0)}, or fewer output coordinates.",
+        )
