@@ -76,6 +76,8 @@ _HELP = {
     "(0 = no masking).",
     "sigma": "Std of the isotropic baseline (segmentation); of the Gaussian smoothing and its "
     "matched training noise (classification).",
+    "baselines": "Segmentation baselines beside localized smoothing, comma-separated: isotropic "
+    "(SegCertify-style naive) | center_smoothing (Kumar & Goldstein 2021); empty for none.",
     "n0": "Selection samples per smoothing group (baselines get groups x as many).",
     "n": "Estimation samples per smoothing group (baselines get groups x as many).",
     "alpha": "Family-wise error probability of all certificates of one input.",

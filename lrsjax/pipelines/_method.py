@@ -95,6 +95,8 @@ class Method(NamedTuple):
     radius_sum: record `certified_radius_sum` (sum of the radii of correct outputs).
     arrays: which of "prediction", "abstain", "radius" to store.
     extra: the naive record's free-form extra.
+    run: None (certify with `lrsjax.certify`, as above), or a function with `run_method`'s
+      signature that certifies the item its own way (e.g. center smoothing).
     """
 
     name: str
@@ -109,6 +111,7 @@ class Method(NamedTuple):
     radius_sum: bool = False
     arrays: tuple = ("prediction", "abstain", "radius")
     extra: Mapping | None = None
+    run: Callable | None = None
 
 
 class MethodResult(NamedTuple):
@@ -148,6 +151,8 @@ def run_method(
     names); other methods record their own metrics and store arrays as "<name>__<method name>".
     `stages`: a `_common.Stages` to advance through `stage_names(method)` (None: silent).
     """
+    if method.run is not None:
+        return method.run(method, key, item, model, primary=primary, stages=stages)
     if stages is None:
         stages = _common.Stages(stage_names(method), desc=method.stage, enabled=False)
     noise = method.noise(item.x) if callable(method.noise) else method.noise
