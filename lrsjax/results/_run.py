@@ -687,6 +687,7 @@ class RunDir:
                     "Rerun with the same configuration to resume, pass --overwrite to delete the "
                     "old results, or choose another output directory."
                 )
+            _refuse_delete_with_other_processes(run.path)
             run._delete_results()
         elif run._result_files():
             if not keep:
@@ -694,6 +695,7 @@ class RunDir:
                     f"{run.path} holds result files but no config.json, so it cannot be resumed "
                     "safely. Pass --overwrite to delete them, or choose another directory."
                 )
+            _refuse_delete_with_other_processes(run.path)
             run._delete_results()
         env = collect_environment() if environment is None else environment
         content = {
@@ -921,6 +923,20 @@ class RunDir:
         for name in (f"{item_id}.json", f"{item_id}.npz"):
             for tmp in self.items_dir.glob(f".{glob_escape(name)}.*.tmp"):
                 tmp.unlink(missing_ok=True)
+
+
+def _refuse_delete_with_other_processes(path) -> None:
+    """Raises ValueError in a multi-process JAX run: one process deleting results could delete
+    items that another process has just written into the same directory."""
+    import jax
+
+    if jax.process_count() > 1:
+        raise ValueError(
+            f"{path} holds results of another run, and deleting them (--overwrite) in a run of "
+            f"{jax.process_count()} processes could delete items the other processes write. "
+            "Delete the directory (or run once with --overwrite in one process) first, then "
+            "start the processes without --overwrite."
+        )
 
 
 def _write_npz(path, arrays: dict) -> None:
