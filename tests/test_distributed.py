@@ -285,6 +285,16 @@ def test_bad_distributed_arguments_are_refused_before_joining(kwargs, match):
         pipelines.initialize_distributed(**kwargs)
 
 
+def test_joining_after_jax_was_used_is_refused_with_the_fix():
+    import jax
+
+    jax.devices()  # the backend is up: too late to join a multi-process run
+    with pytest.raises(ValueError, match="before any other JAX call"):
+        pipelines.initialize_distributed("localhost:1234", 2, 0)
+    assert pipelines.Processes(jax.process_index(), jax.process_count()) == _distributed.current()
+    assert _distributed.current() == pipelines.Processes(0, 1)
+
+
 @pytest.mark.slow
 def test_bad_process_flags_exit_with_one_line_naming_the_flag_slow(tmp_path):
     cmd = certify_command(tmp_path, SEED, ("--num_processes=2", "--process_id=0"))
