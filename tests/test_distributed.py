@@ -295,6 +295,20 @@ def test_joining_after_jax_was_used_is_refused_with_the_fix():
     assert _distributed.current() == pipelines.Processes(0, 1)
 
 
+def test_a_process_done_early_waits_for_the_others_at_exit(monkeypatch):
+    """JAX ends every process when one waits at exit longer than its shutdown timeout (300 s by
+    default), which would kill processes still certifying a longer share: lrsjax asks for days."""
+    import jax
+
+    calls = []
+    monkeypatch.setattr(jax.distributed, "is_initialized", lambda: False)
+    monkeypatch.setattr(jax.distributed, "initialize", lambda *a, **k: calls.append((a, k)))
+    assert pipelines.initialize_distributed("node1:1234", 8, 3) == pipelines.Processes(0, 1)
+    ((args, kwargs),) = calls
+    assert args == ("node1:1234", 8, 3)
+    assert kwargs["shutdown_timeout_seconds"] >= 24 * 3600
+
+
 @pytest.mark.slow
 def test_bad_process_flags_exit_with_one_line_naming_the_flag_slow(tmp_path):
     cmd = certify_command(tmp_path, SEED, ("--num_processes=2", "--process_id=0"))

@@ -63,6 +63,7 @@ def initialize_distributed(
     process_id: int | None = None,
     *,
     initialization_timeout_s: int = 300,
+    shutdown_timeout_s: int = 7 * 24 * 3600,
 ) -> Processes:
     """Joins this process to a multi-process JAX run (`jax.distributed.initialize`).
 
@@ -77,6 +78,10 @@ def initialize_distributed(
       num_processes: processes in the run (>= 1).
       process_id: this process, in [0, num_processes).
       initialization_timeout_s: seconds to wait for every process to join.
+      shutdown_timeout_s: seconds a process that finished its share waits at exit for the
+        others. JAX ends every process (also those still certifying) when this runs out, so it
+        is as long as a run may be unbalanced; a process that dies still ends the run after
+        JAX's heartbeat timeout (100 s).
     Returns:
       `Processes(index, count)` of this process.
     Raises:
@@ -109,12 +114,14 @@ def initialize_distributed(
                 "Number the processes 0 .. num_processes - 1.",
             )  # fmt: skip
     timeout = _checks.positive_int("initialization_timeout_s", initialization_timeout_s)
+    shutdown = _checks.positive_int("shutdown_timeout_s", shutdown_timeout_s)
     if jax.distributed.is_initialized():
         return current()
     try:
         jax.distributed.initialize(
-            coordinator_address, num_processes, process_id, initialization_timeout=timeout
-        )
+            coordinator_address, num_processes, process_id, initialization_timeout=timeout,
+            shutdown_timeout_seconds=shutdown,
+        )  # fmt: skip
     except RuntimeError as error:
         raise ValueError(
             f"jax.distributed could not be initialized ({error}). Call "
