@@ -20,7 +20,8 @@ config.json:
   seeds           dict, named seeds (ints or lists of ints)
   versions        dict: lrsjax, jax, jaxlib, flax, optax, ortools, numpy, scipy, python
                   (str, or null where a package is missing)
-  devices         list of {id, platform, device_kind, process_index} from jax.devices()
+  devices         list of {id, platform, device_kind, process_index} from jax.devices() (in a
+                  multi-process run, the devices of every process)
   created_utc     ISO 8601 time of the first start
   A run is identified by (schema_version, task, config, seeds): `RunDir.start` with the same
   identity resumes, with a different one it fails (unless `overwrite=True`, which deletes the
