@@ -2,6 +2,7 @@
 paper-sized localized certificates of one image on an accelerator.
 
   python benchmarks/scale_out.py --config=main [--processes=1,2,4] [--num_images=8]
+      [--flags="--budget_steps=81 ..."] [--rounds=1]
   python benchmarks/scale_out.py --config=flops
   python benchmarks/scale_out.py --config=pascal [--images=3]        # on a GPU
   python benchmarks/scale_out.py --config=cityscapes [--images=2]    # on a GPU
@@ -12,7 +13,7 @@ command (start to the last process's exit: imports, compilation, shutdown includ
 number of processes (`--coordinator_address=localhost:PORT`), each run's item files compared byte
 for byte with the one-process run; then one process with `--overlap` and `--nooverlap`: the
 steady per-item time (completion times of items 2..N, from their timings files) against the
-mean sampling and host seconds per item (sum and max).
+mean sampling and host seconds per item (sum and max), `--rounds` times, on and off in turn.
 
 flops: model GFLOPs per forward pass of the Pascal (3x166x250, 21 classes) and Cityscapes
 (3x512x1024, 19 classes) U-Nets (depth 4, base width 32), from XLA's compiled cost analysis on
@@ -128,8 +129,11 @@ def _per_item(out_dir: pathlib.Path) -> dict:
 
 def main_job(args) -> None:
     work = pathlib.Path(args.work_dir or tempfile.mkdtemp(prefix="lrsjax_scale_out_"))
-    flags = [f"--num_images={args.num_images}"]
-    print(f"main job, {args.num_images} images, {os.cpu_count()} CPU cores, {_load()}", flush=True)
+    flags = [f"--num_images={args.num_images}", *args.flags.split()]
+    print(
+        f"main job {' '.join(flags)}, {os.cpu_count()} CPU cores, {_load()}",
+        flush=True,
+    )
     base = work / "models_run"
     if not (base / "models").is_dir():
         start = time.perf_counter()
@@ -157,11 +161,13 @@ def main_job(args) -> None:
             f"item files identical to the first run: {files == reference}; {_load()}",
             flush=True,
         )
-    for overlap in (True, False):
+    for overlap in [True, False] * args.rounds:
         out = fresh(f"overlap_{overlap}")
         seconds = _certify(out, 1, [*flags, f"--{'' if overlap else 'no'}overlap"])
         figures = _per_item(out)
-        same = _item_bytes(out) == reference
+        files = _item_bytes(out)
+        reference = files if reference is None else reference
+        same = files == reference
         print(
             f"overlap {'on ' if overlap else 'off'}: {figures['per_item_s']:.2f} s per image "
             f"(images 2..{args.num_images}; sampling {figures['sampling_s']:.2f} s + host "
@@ -316,12 +322,14 @@ def main() -> None:
     parser.add_argument("--config", default="main", choices=["main", "flops", *IMAGES])
     parser.add_argument("--processes", default="1,2,4", help="process counts (main)")
     parser.add_argument("--num_images", type=int, default=8, help="images of the main job")
+    parser.add_argument("--flags", default="", help="more lrsjax-certify flags (main)")
+    parser.add_argument("--rounds", type=int, default=1, help="overlap on/off pairs (main)")
     parser.add_argument("--images", type=int, default=3, help="images (pascal, cityscapes)")
     parser.add_argument("--work_dir", default="", help="where the main job's runs go")
     parser.add_argument("--smoke", action="store_true", help="tiny U-Net, few samples (CPU)")
     parser.add_argument("--ratio_batches", default="", help="e.g. 256,1024 (pascal, cityscapes)")
     args = parser.parse_args()
-    args.processes = [int(p) for p in args.processes.split(",")]
+    args.processes = [int(p) for p in args.processes.split(",") if p]
     args.ratio_batches = [int(b) for b in args.ratio_batches.split(",") if b]
     SMOKE["on"] = args.smoke
     {"main": main_job, "flops": flops}.get(args.config, one_image)(args)
