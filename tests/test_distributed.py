@@ -321,6 +321,16 @@ def test_bad_process_flags_exit_with_one_line_naming_the_flag_slow(tmp_path):
 # ------------------------------------------------------------------------------- overlap worker
 
 
+def test_overlap_is_on_by_default_only_with_accelerators(monkeypatch):
+    import jax
+
+    assert _overlap.default_overlap() is (jax.default_backend() != "cpu")
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    assert _overlap.default_overlap() is True
+    monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
+    assert _overlap.default_overlap() is False
+
+
 def test_host_worker_keeps_order_and_at_most_one_job_in_flight():
     events, running = [], []
 
@@ -393,8 +403,9 @@ def test_overlapped_item_error_surfaces_and_keeps_earlier_items(tmp_path, monkey
     monkeypatch.setattr(pipelines._run, "finish_item", failing)
     with pytest.raises(OSError, match="disk full"):
         pipelines.run_segmentation(
-            _tiny_job(tmp_path / "run", checkpoint), log=lambda _: None, progress=False
-        )
+            _tiny_job(tmp_path / "run", checkpoint), log=lambda _: None, progress=False,
+            overlap=True,
+        )  # fmt: skip
     done = results.RunDir(tmp_path / "run" / "results").done_items()
     assert done == [calls[0]]
     assert not (tmp_path / "run" / "results" / "summary.json").exists()

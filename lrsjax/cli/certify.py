@@ -38,9 +38,9 @@ flags.DEFINE_integer("num_processes", None, "Processes of a multi-process run.")
 flags.DEFINE_integer("process_id", None, "This process, 0 .. num_processes - 1.")
 flags.DEFINE_boolean(
     "overlap",
-    True,
+    None,
     "Run the host work of an item (collective certificate, writing) while the devices sample "
-    "the next item (the same files either way).",
+    "the next item (the same files either way). Default: on with GPUs/TPUs, off on the CPU.",
 )
 FLAGS = flags.FLAGS
 _PROCESS_FLAGS = ("coordinator_address", "num_processes", "process_id")

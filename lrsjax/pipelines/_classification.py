@@ -364,7 +364,7 @@ def methods(job: ClassificationJob) -> list[Method]:
 
 
 def run(
-    job: ClassificationJob, log=_progress.write, progress=True, *, overlap: bool = True
+    job: ClassificationJob, log=_progress.write, progress=True, *, overlap: bool | None = None
 ) -> pathlib.Path:
     """Runs (or resumes) the classification job; returns the run directory.
 
@@ -372,8 +372,9 @@ def run(
     docstring). `progress`: bars on stderr for training and the images, drawn on a terminal (see
     `lrsjax._progress`); `log` gets one line per image where no bar is drawn, and the summary.
     `overlap`: run the host work of an image (collective certificate, writing) while the
-    devices sample the next one (same files). Under `jax.distributed` (`initialize_distributed`)
-    this process certifies its share of the images (see `certify_items`).
+    devices sample the next one (same files; None: on accelerators, off on the CPU). Under
+    `jax.distributed` (`initialize_distributed`) this process certifies its share of the images
+    (see `certify_items`).
     """
     job = job.validated()
     run_dir = results.RunDir.start(

@@ -315,7 +315,9 @@ def methods(job: GraphJob, graph: data.Graph, cluster_ids) -> list[Method]:
     ]  # fmt: skip
 
 
-def run(job: GraphJob, log=_progress.write, progress=True, *, overlap: bool = True) -> pathlib.Path:
+def run(
+    job: GraphJob, log=_progress.write, progress=True, *, overlap: bool | None = None
+) -> pathlib.Path:
     """Runs (or resumes) the node-classification job; returns the run directory.
 
     `progress`: bars on stderr for training, for the job's stages and for each method's sampling

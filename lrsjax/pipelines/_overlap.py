@@ -13,6 +13,15 @@ from __future__ import annotations
 import concurrent.futures
 from collections.abc import Callable
 
+import jax
+
+
+def default_overlap() -> bool:
+    """Whether to overlap by default: with accelerators, whose host cores idle while they sample;
+    not on the CPU, where sampling already keeps every core busy (measured: no gain, see
+    docs/benchmarks.md)."""
+    return jax.default_backend() != "cpu"
+
 
 class HostWorker:
     """Runs host jobs one at a time, on a worker thread (`overlap=True`) or inline.

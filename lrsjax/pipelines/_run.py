@@ -109,7 +109,7 @@ def certify_items(
     stage_bar: bool = False,
     unit: str = "image",
     outputs: str = "outputs",
-    overlap: bool = True,
+    overlap: bool | None = None,
     processes: _distributed.Processes | None = None,
 ):
     """Certifies the pending items of `run_dir` (this process's share), writes each one, then the
@@ -125,6 +125,7 @@ def certify_items(
 
     `overlap`: run the host part of each item (collective certificates, records, writing) on a
     worker thread while the devices sample the next item; the files are the same either way.
+    None: `_overlap.default_overlap()` (on with accelerators, off on the CPU).
     `processes`: which share of `item_ids` this process certifies (`Processes(index, count)`:
     positions index, index + count, ...); None: `jax.process_index()` of
     `jax.process_count()`. With several processes under `jax.distributed`, process 0 prepares
@@ -161,6 +162,7 @@ def certify_items(
             _finish_and_write, run_dir, plan, task=task, budget_kind=budget_kind, bar=bar,
             log=log, stage_bar=stage_bar, outputs=outputs,
         )  # fmt: skip
+        overlap = _overlap.default_overlap() if overlap is None else overlap
         with _overlap.HostWorker(overlap) as worker:
             for item_id in pending:
                 item = plan.load_item(item_id)

@@ -364,7 +364,7 @@ def methods(job: SegmentationJob) -> list[Method]:
 
 
 def run(
-    job: SegmentationJob, log=_progress.write, progress=True, *, overlap: bool = True
+    job: SegmentationJob, log=_progress.write, progress=True, *, overlap: bool | None = None
 ) -> pathlib.Path:
     """Runs (or resumes) the segmentation job; returns the run directory.
 
@@ -372,8 +372,9 @@ def run(
     compile seconds, ETA), drawn on a terminal (see `lrsjax._progress`); where no bar is drawn,
     `log` gets one line per image instead. `log` also gets the summary table at the end.
     `overlap`: run the host work of an image (collective certificate, writing) while the
-    devices sample the next one (same files). Under `jax.distributed` (`initialize_distributed`)
-    this process certifies its share of the images (see `certify_items`).
+    devices sample the next one (same files; None: on accelerators, off on the CPU). Under
+    `jax.distributed` (`initialize_distributed`) this process certifies its share of the images
+    (see `certify_items`).
     """
     job = job.validated()
     run_dir = results.RunDir.start(
