@@ -23,6 +23,7 @@ import subprocess
 import threading
 import time
 
+import numpy as np
 import pytest
 from _tiny_job import certify_command, save_tiny_checkpoint, subprocess_env
 
@@ -409,3 +410,55 @@ def test_overlapped_item_error_surfaces_and_keeps_earlier_items(tmp_path, monkey
     done = results.RunDir(tmp_path / "run" / "results").done_items()
     assert done == [calls[0]]
     assert not (tmp_path / "run" / "results" / "summary.json").exists()
+
+
+def test_a_method_that_certifies_its_own_way_runs_whole_on_the_main_thread(tmp_path):
+    """A method with a `run` function (`run_method`'s signature) is called once per item, on the
+    main thread (it samples), with its `primary` flag; its records and timings are stored as
+    returned, next to those of the split methods."""
+    import types
+
+    import jax
+
+    from lrsjax import training
+    from lrsjax.pipelines._method import MethodResult, timing_prefix
+
+    checkpoint = save_tiny_checkpoint(tmp_path / "tiny.msgpack")
+    job = _tiny_job(tmp_path / "run", checkpoint)
+    localized, isotropic = _segmentation.methods(job)
+    calls = []
+
+    def own_way(method, key, item, model, *, primary, stages):
+        on_main = threading.current_thread() is threading.main_thread()
+        calls.append((item.item_id, primary, on_main))
+        zeros = [0] * len(method.budgets)
+        record = results.method_record("own", method.budgets, zeros, zeros)
+        return MethodResult({"own_way": record}, {}, {f"{timing_prefix(method)}_sampling_s": 1.5})
+
+    unet, params, _ = training.load_segmentation_model(checkpoint)
+    model = pipelines.Model(_segmentation.models.segmentation_apply_fn(unet), params)
+    test = _segmentation.load_data(job, "test")
+    items = ["img0", "img1"]
+
+    def load_item(item_id):
+        index = items.index(item_id)
+        x, labels = (np.asarray(a) for a in test.image(index))
+        flat = labels.reshape(-1)
+        arrays = {"labels": labels.astype(np.int32)}
+        return pipelines.Item(
+            item_id, jax.random.key(index), x, flat, flat != 255, labels.shape,
+            test.num_classes, arrays, {},
+        )  # fmt: skip
+
+    own = types.SimpleNamespace(**{**isotropic._asdict(), "run": own_way})
+    plan = _run.Plan([localized, own], [model, model], load_item)
+    run = results.RunDir.start(tmp_path / "run" / "results", {"task": "image"})
+    _run.certify_items(
+        run, items, lambda: plan, task="image", budget_kind="l2", log=lambda _: None,
+        progress=False, overlap=True,
+    )  # fmt: skip
+    assert calls == [("img0", False, True), ("img1", False, True)]
+    for item_id in items:
+        record = run.load_record(item_id)
+        assert set(record["methods"]) == {"localized_naive", "localized_lp", "own_way"}
+        assert run.load_timings(item_id)["isotropic_sampling_s"] == 1.5

@@ -150,10 +150,12 @@ def _counts(certified: np.ndarray, correct: np.ndarray, evaluated: np.ndarray):
 
 class Sampled(NamedTuple):
     """The device part of one method on one item: `cert` (the `lrsjax.Certificate`) and the
-    sampling `timings` ({name: seconds})."""
+    sampling `timings` ({name: seconds}); or, for a method that certifies the item its own way
+    in one call (a `run` attribute with `run_method`'s signature), its finished `result`."""
 
     cert: Any
     timings: dict
+    result: MethodResult | None = None
 
 
 def run_method(
@@ -203,6 +205,8 @@ def finish_method(
     next item. `primary` as in `run_method`; `stages`: a `_common.Stages` to advance through
     `host_stage_names(method)` (None: silent).
     """
+    if sampled.result is not None:  # certified its own way in `sample`: nothing left to do
+        return sampled.result
     if stages is None:
         stages = _common.Stages(host_stage_names(method), desc=method.stage, enabled=False)
     cert, timings = sampled.cert, dict(sampled.timings)

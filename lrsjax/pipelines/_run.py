@@ -56,12 +56,21 @@ def certify_item(plan: Plan, item: Item, stages=None) -> tuple[dict, dict, dict]
 
 
 def sample_item(plan: Plan, item: Item, stages=None) -> list[Sampled]:
-    """The device part of `certify_item`: `sample_method` of every method, in order."""
+    """The device part of `certify_item`: `sample_method` of every method, in order.
+
+    A method that certifies the item its own way (a `run` attribute with `run_method`'s
+    signature) runs whole here, on the main thread, since it samples too.
+    """
     keys = jax.random.split(item.key, len(plan.methods))
-    return [
-        sample_method(method, keys[index], item, model, stages=stages)
-        for index, (method, model) in enumerate(zip(plan.methods, plan.models, strict=True))
-    ]
+    sampled = []
+    for index, (method, model) in enumerate(zip(plan.methods, plan.models, strict=True)):
+        own = getattr(method, "run", None)
+        if own is not None:
+            result = own(method, keys[index], item, model, primary=index == 0, stages=stages)
+            sampled.append(Sampled(None, {}, result))
+        else:
+            sampled.append(sample_method(method, keys[index], item, model, stages=stages))
+    return sampled
 
 
 def finish_item(
