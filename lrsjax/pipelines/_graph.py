@@ -367,5 +367,5 @@ def run(
 
     return _run.certify_items(
         run_dir, [item_id], prepare, task="graph", budget_kind="binary", log=log,
-        progress=progress, stage_bar=True, outputs="test nodes", overlap=overlap,
+        progress=progress, stage_bar=True, unit="graph", outputs="test nodes", overlap=overlap,
     )  # fmt: skip
