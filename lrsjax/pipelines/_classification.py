@@ -354,12 +354,18 @@ def methods(job: ClassificationJob) -> list[Method]:
     ]  # fmt: skip
 
 
-def run(job: ClassificationJob, log=_progress.write, progress=True) -> pathlib.Path:
+def run(
+    job: ClassificationJob, log=_progress.write, progress=True, *, overlap: bool | None = None
+) -> pathlib.Path:
     """Runs (or resumes) the classification job; returns the run directory.
 
     One resumable item per test image (`img<index>`); the summary pools them (see the module
     docstring). `progress`: bars on stderr for training and the images, drawn on a terminal (see
     `lrsjax._progress`); `log` gets one line per image where no bar is drawn, and the summary.
+    `overlap`: run the host work of an image (collective certificate, writing) while the
+    devices sample the next one (same files; None: on accelerators, off on the CPU). Under
+    `jax.distributed` (`initialize_distributed`) this process certifies its share of the images
+    (see `certify_items`).
     """
     job = job.validated()
     run_dir = results.RunDir.start(
@@ -408,5 +414,6 @@ def run(job: ClassificationJob, log=_progress.write, progress=True) -> pathlib.P
         return _run.Plan(methods(job), [Model(_one_output(apply_fn), params)], load_item)
 
     return _run.certify_items(
-        run_dir, item_ids, prepare, task="image", budget_kind="l2", log=log, progress=progress
-    )
+        run_dir, item_ids, prepare, task="image", budget_kind="l2", log=log, progress=progress,
+        overlap=overlap,
+    )  # fmt: skip

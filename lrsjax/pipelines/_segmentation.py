@@ -441,12 +441,18 @@ def _run_drop(job: SegmentationJob) -> tuple:
     return ("out_dir", "overwrite") + (_losses.LOSS_SETTINGS if job.loss == "noise" else ())
 
 
-def run(job: SegmentationJob, log=_progress.write, progress=True) -> pathlib.Path:
+def run(
+    job: SegmentationJob, log=_progress.write, progress=True, *, overlap: bool | None = None
+) -> pathlib.Path:
     """Runs (or resumes) the segmentation job; returns the run directory.
 
     `progress`: bars on stderr for training and for the images (samples/s without compilation,
     compile seconds, ETA), drawn on a terminal (see `lrsjax._progress`); where no bar is drawn,
     `log` gets one line per image instead. `log` also gets the summary table at the end.
+    `overlap`: run the host work of an image (collective certificate, writing) while the
+    devices sample the next one (same files; None: on accelerators, off on the CPU). Under
+    `jax.distributed` (`initialize_distributed`) this process certifies its share of the images
+    (see `certify_items`).
     """
     job = job.validated()
     run_dir = results.RunDir.start(
@@ -486,5 +492,6 @@ def run(job: SegmentationJob, log=_progress.write, progress=True) -> pathlib.Pat
         return _run.Plan(chosen, apply[:1] + apply[1:] * (len(chosen) - 1), load_item)
 
     return _run.certify_items(
-        run_dir, item_ids, prepare, task="image", budget_kind="l2", log=log, progress=progress
-    )
+        run_dir, item_ids, prepare, task="image", budget_kind="l2", log=log, progress=progress,
+        overlap=overlap,
+    )  # fmt: skip

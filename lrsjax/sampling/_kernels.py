@@ -241,7 +241,7 @@ def kernel(
 
     No validation of `x`, the model or the memory: `make_counter` and `lrsjax.certify` do that.
     """
-    devices = tuple(jax.devices()) if devices is None else tuple(devices)
+    devices = tuple(jax.local_devices()) if devices is None else tuple(devices)
     static = _Static(
         apply_fn=apply_fn,
         sample=prepared.sample,
@@ -321,7 +321,7 @@ def make_counter(
       num_cols: Bernoulli only: F, the number of attributes per node.
       addition_capacity: sparse Bernoulli only: slots for added bits per sample; default from a
         Poisson tail bound (overflow probability < 1e-12 per sample). Overflow is detected.
-      devices: devices to spread the batches over (default `jax.devices()`); the counts do not
+      devices: devices to spread the batches over (default `jax.local_devices()`); the counts do not
         depend on it.
       per_example: apply the model to one example at a time (`lax.map`) instead of vmapping it over
         the batch. Same counts; faster on CPU for models built on scatters (sparse GNN layers),
@@ -342,9 +342,11 @@ def make_counter(
     num_classes = _checks.positive_int("num_classes", num_classes)
     num_bins = check_histogram_bins(num_bins)
     estimator = _mode_estimator(mode, num_bins)
-    devices = tuple(jax.devices()) if devices is None else tuple(devices)
+    devices = tuple(jax.local_devices()) if devices is None else tuple(devices)
     if not devices:
-        _checks.fail("devices", devices, "must not be empty", "Pass None to use jax.devices().")
+        _checks.fail(
+            "devices", devices, "must not be empty", "Pass None to use jax.local_devices()."
+        )
     _checks.one_of("input_format", input_format, INPUT_FORMATS)
     if _binary(noise) and num_cols is None:
         _checks.fail("num_cols", num_cols, "is required for Bernoulli smoothing", "Pass F.")
