@@ -207,17 +207,22 @@ def seg_model(cfg: SegConfig, family: str, num_classes: int):
 
 
 def seg_configurations(cfg: SegConfig) -> list[dict]:
-    """Every (family, smoothing) the sweep certifies, in run order, with its name."""
+    """Every (family, smoothing) the sweep certifies, with its name, in run order: round `i` runs
+    the i-th sigma and the i-th (std_min, std_max) of every family, so an interrupted sweep has
+    both methods on both model families."""
     runs = []
-    for family in cfg.families:
-        mask = cfg.local_mask_distance if family == "local" else 0
-        for std_min, std_max in cfg.localized:
-            name = f"{family}_localized_{std_min:g}_{std_max:g}"
-            runs.append(dict(name=name, family=family, kind="localized", std_min=std_min,
-                             std_max=std_max, mask_distance=mask))  # fmt: skip
-        for sigma in cfg.sigmas:
-            runs.append(dict(name=f"{family}_isotropic_{sigma:g}", family=family,
-                             kind="isotropic", sigma=sigma))  # fmt: skip
+    for i in range(max(len(cfg.localized), len(cfg.sigmas))):
+        for family in cfg.families:
+            if i < len(cfg.sigmas):
+                sigma = cfg.sigmas[i]
+                runs.append(dict(name=f"{family}_isotropic_{sigma:g}", family=family,
+                                 kind="isotropic", sigma=sigma))  # fmt: skip
+            if i < len(cfg.localized):
+                std_min, std_max = cfg.localized[i]
+                mask = cfg.local_mask_distance if family == "local" else 0
+                runs.append(dict(name=f"{family}_localized_{std_min:g}_{std_max:g}",
+                                 family=family, kind="localized", std_min=std_min,
+                                 std_max=std_max, mask_distance=mask))  # fmt: skip
     return runs
 
 
@@ -324,11 +329,13 @@ def _add(certificates: dict, name: str, counts: np.ndarray, statuses) -> None:
         entry["statuses"].extend(sorted(set(statuses) - set(entry["statuses"])))
 
 
-def run_segmentation(cfg: SegConfig, out: pathlib.Path, seed: int, log) -> None:
+def run_segmentation(cfg: SegConfig, out: pathlib.Path, seed: int, log, only=()) -> None:
     train, test = seg_data(cfg, seed)
     log(f"segmentation: {cfg.num_train} training and {cfg.num_test} test images of "
         f"{cfg.image_shape}, grid {cfg.grid}, load {load_avg()}")  # fmt: skip
     for run in seg_configurations(cfg):
+        if only and not any(word in run["name"] for word in only):
+            continue
         path = out / "segmentation" / f"{run['name']}.json"
         if path.exists():
             log(f"  {run['name']}: done before, skipped")
@@ -386,7 +393,7 @@ def run_graphs(
             theta_plus_min=cfg.theta_plus, theta_plus_max=cfg.theta_plus, theta_minus_min=lo,
             theta_minus_max=hi, max_additions=cfg.max_additions,
             max_deletions=cfg.max_deletions, deletion_step=1, mode="milp",
-            time_limit_s=cfg.time_limit_s, seed=seed, out_dir=model_dir,
+            time_limit_s=cfg.time_limit_s, seed=seed, out_dir=f"{model_dir}/{run['dataset']}",
         ).validated()  # fmt: skip
         if run["dataset"] not in prepared:
             graph = _graph.load_graph(job)
@@ -578,6 +585,12 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--model_dir", default="lrsjax_runs/strength_models", help="where trained APPNPs are kept"
     )
+    parser.add_argument(
+        "--only",
+        default="",
+        help="segmentation: run only configurations whose name contains one "
+        "of these comma-separated words (e.g. isotropic)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--plot", action="store_true", help="tables and plots only, no runs")
     parser.add_argument("--figure_dir", default="docs")
@@ -599,7 +612,7 @@ def main(argv=None) -> int:
                 )
         start = time.perf_counter()
         if args.part in ("both", "segmentation"):
-            run_segmentation(seg_cfg, out, args.seed, log)
+            run_segmentation(seg_cfg, out, args.seed, log, [w for w in args.only.split(",") if w])
         if args.part in ("both", "graph"):
             log(f"graphs: {graph_cfg.datasets}, load {load_avg()}")
             model_dir = args.model_dir
