@@ -198,6 +198,24 @@ def test_batch_losses_are_keyed_and_smoothadv_raises_the_loss():
     np.testing.assert_allclose(plain, noise_loss(logits[None], labels), rtol=1e-6)
 
 
+def test_smoothadv_warmup_ramps_the_radius_linearly():
+    weights, images, labels, apply, draw, _ = _linear_problem()
+    key = jax.random.key(3)
+
+    def values(loss, steps):  # one compilation per loss, the step traced
+        def run(step):
+            return loss.batch_loss(key, weights, apply, draw, images, labels, step=step)
+
+        return np.asarray(jax.jit(jax.vmap(run))(jnp.asarray(steps)))
+
+    ramped = values(smoothadv(eps=0.8, steps=2, warmup_steps=4), [0, 1, 3, 10])
+    fixed = [values(smoothadv(eps=r, steps=2), [0])[0] for r in (0.2, 0.4, 0.8)]
+    np.testing.assert_allclose(ramped, [*fixed, fixed[-1]], rtol=1e-5)
+    assert ramped[0] < ramped[2]
+    with pytest.raises(ValueError, match="warmup_steps"):
+        smoothadv(warmup_steps=-1)
+
+
 def test_factories_validate_and_cache():
     assert consistency(lbd=10.0) is consistency(lbd=10.0)  # one compiled training step
     assert isinstance(smoothadv(), TrainingLoss) and smoothadv().name == "smoothadv"

@@ -131,11 +131,13 @@ def test_jobs_are_nested_sections_with_a_flat_view():
     assert list(pipelines.GraphJob().flat())[:2] == ["dataset", "data_dir"]
 
 
-def _save_unet(path, job):
+def _save_unet(path, job, stitched=True):
     model = models.UNet(num_classes=job.num_classes, depth=job.depth, base_width=job.width)
     shape = (3, job.image_size, job.image_size)
     params = models.init_segmentation_params(jax.random.key(0), model, shape)
     job_settings = {**job.flat(), "grid": list(job.grid)}
+    if stitched:
+        job_settings["localized_training"] = "stitched"
     metadata = {"noise": "localized", "job": job_settings}
     training.save_segmentation_model(path, model, params, input_shape=shape, metadata=metadata)
 
@@ -156,6 +158,35 @@ def test_a_saved_model_trained_otherwise_is_refused_or_retrained(tmp_path, monke
     overwrite = deeper.replace(overwrite=True)
     assert _segmentation.get_model(overwrite, "localized", log=lines.append) == "new"
     assert trained and "retraining" in lines[-1]
+
+
+def test_a_localized_model_trained_on_one_cell_per_image_is_refused(tmp_path):
+    # models saved before localized training was stitched record no training form
+    job = pipelines.SegmentationJob.tiny(image_size=8, out_dir=str(tmp_path))
+    _save_unet(_segmentation.model_path(job, "localized"), job, stitched=False)
+    with pytest.raises(ValueError, match="localized_training='stitched'.*one random cell"):
+        _segmentation.get_model(job, "localized", log=print)
+    _save_unet(_segmentation.model_path(job, "isotropic"), job, stitched=False)
+    lines = []
+    _segmentation.get_model(job, "isotropic", log=lines.append)  # isotropic training unchanged
+    assert any(line.startswith("reusing") for line in lines)
+
+
+def test_segmentation_job_trains_with_its_loss(tmp_path):
+    job = pipelines.SegmentationJob.tiny(
+        out_dir=str(tmp_path), loss="smoothadv", train_noise="localized", train_steps=2,
+        smoothadv_warmup=2,
+    )  # fmt: skip
+    paths = pipelines.train_segmentation_models(job, log=print, progress=False)
+    assert [p.name for p in paths] == ["unet_localized_smoothadv.msgpack"]
+    _, _, meta = training.load_segmentation_model(paths[0])
+    assert meta["extra"]["loss"] == "smoothadv" and meta["extra"]["job"]["smoothadv_warmup"] == 2
+    # another loss is another model; its settings are part of the model's identity
+    other = job.replace(smoothadv_eps=0.25)
+    with pytest.raises(ValueError, match="smoothadv_eps=0.25"):
+        _segmentation.get_model(other, "localized", log=print)
+    with pytest.raises(ValueError, match="loss.*train_noise=matched"):
+        pipelines.SegmentationJob.tiny(loss="smoothadv", train_noise="none").validated()
 
 
 def test_a_saved_graph_model_with_other_settings_is_refused(tmp_path):

@@ -1,5 +1,6 @@
 """U-Net shapes and apply_fn contract, noise-augmented training, evaluation and checkpoints."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -17,6 +18,7 @@ from lrsjax.training import (
     save_segmentation_model,
     segmentation_loss,
     segmentation_noise,
+    smoothadv,
     train_segmentation,
 )
 
@@ -141,27 +143,89 @@ def test_segmentation_loss_counts_only_masked_valid_pixels():
     assert float(loss_fn(logits, labels, np.zeros_like(mask))) == 0.0
 
 
-def test_localized_loss_is_masked_to_the_drawn_cell(tiny_data):
+class _PerPixel(nn.Module):
+    """A model whose logits at a pixel depend on the input at that pixel only."""
+
+    num_classes: int = 3
+
+    @nn.compact
+    def __call__(self, x):
+        return nn.Conv(self.num_classes, (1, 1))(x)
+
+
+def test_localized_training_stitches_every_cell_from_its_own_group(tiny_data):
+    # group k: its own cell at std 1e-5, every other cell masked (replaced by 0). Stitching each
+    # cell's outputs from its own group's sample gives (almost) the clean loss on every pixel;
+    # taking any other group's sample for a cell would feed the model zeros there.
+    train, _ = tiny_data
+    model = _PerPixel()
+    params = model.init(jax.random.key(0), jnp.zeros((1, 16, 16, 3)))
+    params = jax.tree.map(lambda p: p * 20.0, params)  # confident logits: zeros hurt
+    cells = jnp.asarray(pixel_cells(train, (2, 2))[:8])
+    images, labels = train.images[:8], train.labels[:8]
+    local = segmentation_noise(
+        "localized", grid_shape=(2, 2), std_min=1e-5, std_max=1e-5, mask_distance=1
+    )
+    assert np.isinf(local.stds[0, 1]) and local.stds[0, 0] == pytest.approx(1e-5)
+    key = jax.random.key(7)
+    clean = jax.jit(make_noisy_loss(model, segmentation_noise("none")))
+    stitched = jax.jit(make_noisy_loss(model, local))
+    reference = float(clean(params, key, images, labels, cells))
+    np.testing.assert_allclose(stitched(params, key, images, labels, cells), reference, rtol=1e-3)
+    zeros = float(clean(params, key, jnp.zeros_like(images), labels, cells))
+    assert abs(zeros - reference) > 0.1 * reference  # the test can tell a wrong stitch apart
+
+
+def test_localized_training_counts_every_labelled_pixel(tiny_data):
     train, _ = tiny_data
     model = UNet(3, **TINY)
     params = init_segmentation_params(jax.random.key(0), model, (3, 16, 16))
     noise = segmentation_noise("localized", grid_shape=(2, 2), std_min=0.1, std_max=0.4)
     loss_fn = jax.jit(make_noisy_loss(model, noise))
-    cells_np = pixel_cells(train, (2, 2))[:8]
-    images, labels, cells = train.images[:8], train.labels[:8], jnp.asarray(cells_np)
+    cells = jnp.asarray(pixel_cells(train, (2, 2))[:8])
+    images, labels = train.images[:8], np.asarray(train.labels[:8])
     key = jax.random.key(7)
-    loss, group = loss_fn(params, key, images, labels, cells)
-    group = np.asarray(group)
-    assert group.shape == (8,) and set(group) <= {0, 1, 2, 3} and len(set(group)) > 1
-    own = cells_np == group[:, None, None]
-    # relabelling pixels outside each example's cell does not change the loss ...
-    changed = np.where(own, labels, (labels + 1) % 3)
-    np.testing.assert_allclose(loss_fn(params, key, images, changed, cells)[0], loss, rtol=1e-6)
-    # ... ignoring them does not either; relabelling inside the cell does
-    ignored = np.where(own, labels, IGNORE_LABEL)
-    np.testing.assert_allclose(loss_fn(params, key, images, ignored, cells)[0], loss, rtol=1e-6)
-    inside = np.where(own, (labels + 1) % 3, labels)
-    assert abs(float(loss_fn(params, key, images, inside, cells)[0]) - float(loss)) > 1e-3
+    loss = float(loss_fn(params, key, images, labels, cells))
+    np.testing.assert_array_equal(loss_fn(params, key, images, labels, cells), loss)  # pure
+    for cell in range(4):  # relabelling any one cell changes the loss
+        inside = np.asarray(cells) == cell
+        changed = np.where(inside, (labels + 1) % 3, labels)
+        assert abs(float(loss_fn(params, key, images, changed, cells)) - loss) > 1e-4, cell
+
+
+@pytest.mark.parametrize("loss", ["consistency", "smoothadv"])
+def test_segmentation_losses_train_and_are_reproducible(tiny_data, loss):
+    train, _ = tiny_data
+    model = UNet(3, **TINY)
+    settings = dict(TRAIN, steps=20, batch_size=4, loss=loss)
+    params, history = train_segmentation(jax.random.key(2), model, train, **settings)
+    assert np.all(np.isfinite(history.loss))
+    assert history.loss[-1] < history.loss[0], history.loss
+    again, _ = train_segmentation(jax.random.key(2), model, train, **settings)
+    jax.tree.map(np.testing.assert_array_equal, again, params)
+
+
+def test_segmentation_smoothadv_attacks_the_stitched_prediction(tiny_data):
+    # one perturbation per image for all outputs: the adversarial loss is above the loss at the
+    # clean image under the same noise draws
+    train, _ = tiny_data
+    model = UNet(3, **TINY)
+    params = init_segmentation_params(jax.random.key(0), model, (3, 16, 16))
+    noise = segmentation_noise("localized", grid_shape=(2, 2), std_min=0.1, std_max=0.4)
+    cells = jnp.asarray(pixel_cells(train, (2, 2))[:4])
+    images, labels = train.images[:4], train.labels[:4]
+    key = jax.random.key(3)
+    plain = jax.jit(make_noisy_loss(model, noise, smoothadv(eps=0.0, steps=1, num_copies=2)))
+    attacked = jax.jit(make_noisy_loss(model, noise, smoothadv(eps=2.0, steps=4, num_copies=2)))
+    assert float(attacked(params, key, images, labels, cells)) > float(
+        plain(params, key, images, labels, cells)
+    )
+
+
+def test_segmentation_losses_need_noise():
+    model = UNet(3, **TINY)
+    with pytest.raises(ValueError, match="loss.*noise"):
+        make_noisy_loss(model, segmentation_noise("none"), "consistency")
 
 
 def test_segmentation_noise_validation():
@@ -293,7 +357,7 @@ def test_training_with_a_progress_bar_gives_the_same_parameters(
     np.testing.assert_array_equal(again_history.loss, history.loss)
     jax.tree.map(np.testing.assert_array_equal, again, params)
     captured = capsys.readouterr()
-    assert "train U-Net (localized noise)" in captured.err
+    assert "train U-Net (localized noise, noise loss)" in captured.err
     assert f"{TRAIN['steps']}/{TRAIN['steps']}" in captured.err
     assert "compile=" in captured.err and "loss=" in captured.err
     assert captured.out == ""

@@ -39,18 +39,22 @@ _HELP = {
     "3 = ResNet-20 with 3 stages).",
     "train_steps": "Optimiser steps of segmentation / classification training.",
     "train_batch_size": "Batch size of segmentation / classification training.",
+    "localized_batch_size": "Images per step of localized-noise segmentation training (each "
+    "costs one forward pass per grid cell: the paper's stitched training).",
     "learning_rate": "Adam learning rate.",
     "train_noise": "Noise while training the U-Net: matched (each smoothing certifies a model "
     "trained with its own noise) | isotropic | localized | none; classification: matched "
     "(Gaussian of std --sigma) | none.",
-    "loss": "Classification training loss: noise (noise augmentation) | consistency "
-    "(consistency regularization, Jeong & Shin 2020) | smoothadv (SmoothAdv, Salman et al. "
-    "2019).",
+    "loss": "Training loss (segmentation, classification): noise (noise augmentation) | "
+    "consistency (consistency regularization, Jeong & Shin 2020) | smoothadv (SmoothAdv, "
+    "Salman et al. 2019).",
     "num_noise_copies": "Noise draws per training image of --loss=consistency|smoothadv.",
     "consistency_lbd": "Weight of the KL term of --loss=consistency (the paper: 5, 10, 20).",
     "consistency_eta": "Weight of the entropy term of --loss=consistency.",
     "smoothadv_eps": "l2 radius of the SmoothAdv attack, in [0, 1] pixel units.",
     "smoothadv_steps": "PGD steps of the SmoothAdv attack (step size 2 eps / steps).",
+    "smoothadv_warmup": "Optimiser steps over which the SmoothAdv radius grows linearly to "
+    "--smoothadv_eps (0 = the full radius from the start).",
     "grid": "Localized smoothing grid as ROWSxCOLS, e.g. 3x5 (1x1 = isotropic).",
     "std_min": "Smallest noise std (a cell's own region), in [0, 1] pixel units.",
     "std_max": "Largest noise std (the farthest cells).",
@@ -104,9 +108,11 @@ _HELP = {
 TRAINING_FLAGS_BY_TASK = {
     "segmentation": (
         "task", "dataset", "data_dir", "image_size", "num_classes", "scale", "num_train_images",
-        "depth", "width", "train_steps", "train_batch_size", "learning_rate", "train_noise",
-        "grid", "std_min", "std_max", "interpolate", "max_std_at_boundary", "mask_distance",
-        "sigma", "seed", "out_dir",
+        "depth", "width", "train_steps", "train_batch_size", "localized_batch_size",
+        "learning_rate", "train_noise", "loss", "num_noise_copies", "consistency_lbd",
+        "consistency_eta", "smoothadv_eps", "smoothadv_steps", "smoothadv_warmup", "grid",
+        "std_min", "std_max", "interpolate", "max_std_at_boundary", "mask_distance", "sigma",
+        "seed", "out_dir",
     ),
     "graph": (
         "task", "dataset", "data_dir", "train_per_class", "val_per_class", "model", "hidden",
@@ -117,7 +123,7 @@ TRAINING_FLAGS_BY_TASK = {
         "task", "dataset", "data_dir", "image_size", "num_classes", "num_train_images", "width",
         "num_stages", "blocks_per_stage", "train_steps", "train_batch_size", "learning_rate",
         "train_noise", "loss", "num_noise_copies", "consistency_lbd", "consistency_eta",
-        "smoothadv_eps", "smoothadv_steps", "sigma", "seed", "out_dir",
+        "smoothadv_eps", "smoothadv_steps", "smoothadv_warmup", "sigma", "seed", "out_dir",
     ),
 }  # fmt: skip
 TRAINING_FLAGS = tuple(dict.fromkeys(n for names in TRAINING_FLAGS_BY_TASK.values() for n in names))

@@ -21,20 +21,12 @@ from collections.abc import Callable
 import numpy as np
 
 from lrsjax import _checks, _progress, data, models, noise, results, training
-from lrsjax.pipelines import _common, _run
+from lrsjax.pipelines import _common, _losses, _run
 from lrsjax.pipelines._config import Sections, jsonable, key_streams
 from lrsjax.pipelines._method import Item, Method, Model
 
 DATASETS = ("synthetic", "cifar10", "folder")
 TRAIN_NOISES = ("matched", "none")
-LOSSES = ("noise", "consistency", "smoothadv")
-# The settings of the training losses (section `Training`). With loss="noise" they change nothing
-# and stay out of the run's identity and the model's training settings, so runs and models made
-# before these settings existed keep resuming and being reused.
-LOSS_SETTINGS = (
-    "loss", "num_noise_copies", "consistency_lbd", "consistency_eta", "smoothadv_eps",
-    "smoothadv_steps",
-)  # fmt: skip
 # Named random streams of the job seed: training data, test data, the ResNet trained with
 # TRAIN_NOISES[i] (fold 10 + i), image i's certification (fold 1000 + i).
 STREAMS = {"train_data": 1, "test_data": 2, "training": 10, "items": 1000}
@@ -69,22 +61,13 @@ class ResNetSettings:
 @dataclasses.dataclass(frozen=True)
 class Training:
     """`train_steps`, `train_batch_size`, `learning_rate`, `train_noise` ("matched": Gaussian
-    noise of std `sigma`, the certified smoothing; "none": clean images), `loss` ("noise": noise
-    augmentation; "consistency": consistency regularization with weights `consistency_lbd` and
-    `consistency_eta`; "smoothadv": SmoothAdv PGD of l2 radius `smoothadv_eps` in
-    `smoothadv_steps` steps; both on `num_noise_copies` noise draws per image; see
-    `lrsjax.training.consistency` and `smoothadv`)."""
+    noise of std `sigma`, the certified smoothing; "none": clean images); the loss is section
+    `losses` (`lrsjax.pipelines._losses.LossSettings`)."""
 
     train_steps: int = 600
     train_batch_size: int = 64
     learning_rate: float = 3e-3
     train_noise: str = "matched"
-    loss: str = "noise"
-    num_noise_copies: int = 2
-    consistency_lbd: float = 10.0
-    consistency_eta: float = 0.5
-    smoothadv_eps: float = 0.5
-    smoothadv_steps: int = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,14 +108,15 @@ class ClassificationJob(Sections):
     """Every setting of the classification job, in sections; each setting is also one CLI flag and
     one config.json key under its flat name (`job.n0 == job.sampling.n0`, see `Sections`).
 
-    Sections: `data` (`Data`), `resnet` (`ResNetSettings`), `training` (`Training`), `smoothing`
-    (`Smoothing`), `sampling` (`Sampling`), `budget` (`Budget`). Run: `seed`, `out_dir`,
-    `overwrite`.
+    Sections: `data` (`Data`), `resnet` (`ResNetSettings`), `training` (`Training`), `losses`
+    (`LossSettings`), `smoothing` (`Smoothing`), `sampling` (`Sampling`), `budget` (`Budget`).
+    Run: `seed`, `out_dir`, `overwrite`.
     """
 
     data: Data = dataclasses.field(default_factory=Data)
     resnet: ResNetSettings = dataclasses.field(default_factory=ResNetSettings)
     training: Training = dataclasses.field(default_factory=Training)
+    losses: _losses.LossSettings = dataclasses.field(default_factory=_losses.LossSettings)
     smoothing: Smoothing = dataclasses.field(default_factory=Smoothing)
     sampling: Sampling = dataclasses.field(default_factory=Sampling)
     budget: Budget = dataclasses.field(default_factory=Budget)
@@ -154,18 +138,9 @@ class ClassificationJob(Sections):
                 "Pass --data_dir=/path/to/the/data set.",
             )  # fmt: skip
         _checks.one_of("train_noise", self.train_noise, TRAIN_NOISES)
-        _checks.one_of("loss", self.loss, LOSSES)
-        if self.loss != "noise" and self.train_noise != "matched":
-            _checks.fail(
-                "loss", self.loss, f"needs training noise, but train_noise={self.train_noise!r}",
-                "Pass --train_noise=matched or --loss=noise.",
-            )  # fmt: skip
-        _checks.positive_int("num_noise_copies", self.num_noise_copies)
-        _checks.positive_int("smoothadv_steps", self.smoothadv_steps)
-        for name in ("consistency_lbd", "consistency_eta", "smoothadv_eps"):
-            value = getattr(self, name)
-            if not (np.isfinite(value) and value >= 0):
-                _checks.fail(name, value, "must be a finite number >= 0", "E.g. 0.5.")
+        _losses.check(
+            self, has_noise=self.train_noise == "matched", fix="Pass --train_noise=matched"
+        )
         for name in ("num_train_images", "num_images", "width", "num_stages", "blocks_per_stage"):
             _checks.positive_int(name, getattr(self, name))
         for name in ("train_steps", "train_batch_size", "n0", "n", "batch_size", "budget_steps"):
@@ -228,8 +203,7 @@ def training_settings(job: ClassificationJob) -> dict:
         names += ["image_size"]
     if job.train_noise == "matched":
         names += ["sigma"]
-    if job.loss != "noise":
-        names += list(LOSS_SETTINGS)
+    names += _losses.settings_names(job)
     settings = jsonable(job)
     return {name: settings[name] for name in names}
 
@@ -238,26 +212,13 @@ def run_config(job: ClassificationJob) -> dict:
     """The configuration that identifies the job's run (`lrsjax.results.RunDir.start`): every
     setting but `out_dir` and `overwrite`, and the loss settings only when `loss` is not "noise"
     (so a run started before they existed resumes)."""
-    drop = ("out_dir", "overwrite") + (LOSS_SETTINGS if job.loss == "noise" else ())
+    drop = ("out_dir", "overwrite") + (_losses.LOSS_SETTINGS if job.loss == "noise" else ())
     return {"task": "image", "job": "classification", **jsonable(job, drop=drop)}
-
-
-def training_loss(job: ClassificationJob):
-    """The job's `lrsjax.training.TrainingLoss`."""
-    if job.loss == "consistency":
-        return training.consistency(
-            num_copies=job.num_noise_copies, lbd=job.consistency_lbd, eta=job.consistency_eta
-        )
-    if job.loss == "smoothadv":
-        return training.smoothadv(
-            eps=job.smoothadv_eps, steps=job.smoothadv_steps, num_copies=job.num_noise_copies
-        )
-    return training.noise_augmentation()
 
 
 def model_path(job: ClassificationJob) -> pathlib.Path:
     """Where the job keeps the classifier it trains (one file per training noise and loss)."""
-    suffix = "" if job.loss == "noise" else f"_{job.loss}"
+    suffix = _losses.file_suffix(job)
     return pathlib.Path(job.out_dir) / "models" / f"resnet_{job.train_noise}{suffix}.msgpack"
 
 
@@ -284,7 +245,7 @@ def train_model(job: ClassificationJob, path, log=_progress.write, progress=True
         batch_size=min(job.train_batch_size, train_data.num_images),
         learning_rate=job.learning_rate,
         progress=progress,
-        loss=training_loss(job),
+        loss=_losses.training_loss(job),
     )
     seconds = time.perf_counter() - start
     training.save_classifier(

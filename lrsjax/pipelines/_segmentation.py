@@ -22,7 +22,7 @@ import time
 import numpy as np
 
 from lrsjax import _checks, _progress, collective, data, models, noise, results, training
-from lrsjax.pipelines import _common, _run
+from lrsjax.pipelines import _common, _losses, _run
 from lrsjax.pipelines._config import Sections, jsonable, key_streams
 from lrsjax.pipelines._method import Collective, Item, Method, Model
 
@@ -60,11 +60,15 @@ class UNet:
 
 @dataclasses.dataclass(frozen=True)
 class Training:
-    """`train_steps`, `train_batch_size`, `learning_rate`, `train_noise` ("matched": each
-    smoothing certifies a model trained with its own noise)."""
+    """`train_steps`, `train_batch_size` (images per step), `localized_batch_size` (images per
+    step of localized-noise training, which costs one forward pass per grid cell and image: the
+    paper's stitched training), `learning_rate`, `train_noise` ("matched": each smoothing
+    certifies a model trained with its own noise); the loss is section `losses`
+    (`lrsjax.pipelines._losses.LossSettings`)."""
 
     train_steps: int = 300
     train_batch_size: int = 16
+    localized_batch_size: int = 4
     learning_rate: float = 3e-3
     train_noise: str = "matched"
 
@@ -127,14 +131,15 @@ class SegmentationJob(Sections):
     """Every setting of the segmentation job, in sections; each setting is also one CLI flag and
     one config.json key under its flat name (`job.n0 == job.sampling.n0`, see `Sections`).
 
-    Sections: `data` (`Data`), `unet` (`UNet`), `training` (`Training`), `smoothing`
-    (`Smoothing`), `sampling` (`Sampling`), `budget` (`Budget`), `collective`
-    (`CollectiveSettings`). Run: `seed`, `out_dir`, `overwrite`.
+    Sections: `data` (`Data`), `unet` (`UNet`), `training` (`Training`), `losses`
+    (`LossSettings`), `smoothing` (`Smoothing`), `sampling` (`Sampling`), `budget` (`Budget`),
+    `collective` (`CollectiveSettings`). Run: `seed`, `out_dir`, `overwrite`.
     """
 
     data: Data = dataclasses.field(default_factory=Data)
     unet: UNet = dataclasses.field(default_factory=UNet)
     training: Training = dataclasses.field(default_factory=Training)
+    losses: _losses.LossSettings = dataclasses.field(default_factory=_losses.LossSettings)
     smoothing: Smoothing = dataclasses.field(default_factory=Smoothing)
     sampling: Sampling = dataclasses.field(default_factory=Sampling)
     budget: Budget = dataclasses.field(default_factory=Budget)
@@ -157,12 +162,14 @@ class SegmentationJob(Sections):
                 "Pass --data_dir=/path/to/the/data set root.",
             )  # fmt: skip
         _checks.one_of("train_noise", self.train_noise, TRAIN_NOISES)
+        _losses.check(self, has_noise=self.train_noise != "none", fix="Pass --train_noise=matched")
         _checks.one_of("correction", self.correction, ("bonferroni", "rank_levels", "holm"))
         _checks.one_of("mode", self.mode, collective.MODES)
         _checks.one_of("interpolate", self.interpolate, ("std", "variance"))
         for name in ("num_train_images", "num_images", "depth", "width", "train_steps"):
             _checks.positive_int(name, getattr(self, name), minimum=0 if name == "depth" else 1)
-        for name in ("n0", "n", "batch_size", "train_batch_size", "budget_steps", "image_size"):
+        for name in ("n0", "n", "batch_size", "train_batch_size", "localized_batch_size",
+                     "budget_steps", "image_size"):  # fmt: skip
             _checks.positive_int(name, getattr(self, name))
         _checks.positive_int("num_bins", self.num_bins, minimum=0)
         _checks.positive_int("mask_distance", self.mask_distance, minimum=0)
@@ -245,12 +252,13 @@ def train_model(
     model = models.UNet(num_classes=train_data.num_classes, depth=job.depth, base_width=job.width)
     key = key_streams(job.seed, STREAMS).key("training", TRAIN_NOISES.index(noise_kind))
     start = time.perf_counter()
+    batch_size = job.localized_batch_size if noise_kind == "localized" else job.train_batch_size
     params, _ = training.train_segmentation(
         key,
         model,
         train_data,
         steps=job.train_steps,
-        batch_size=min(job.train_batch_size, train_data.num_images),
+        batch_size=min(batch_size, train_data.num_images),
         learning_rate=job.learning_rate,
         noise=noise_kind,
         sigma=job.sigma,
@@ -261,6 +269,7 @@ def train_model(
         max_std_at_boundary=job.max_std_at_boundary,
         mask_distance=job.mask_distance or None,
         progress=progress,
+        loss=_losses.training_loss(job),
     )
     seconds = time.perf_counter() - start
     training.save_segmentation_model(
@@ -268,15 +277,22 @@ def train_model(
         model,
         params,
         input_shape=train_data.images.shape[1:],
-        metadata={"noise": noise_kind, "train_seconds": seconds, "job": jsonable(job)},
+        metadata={
+            "noise": noise_kind,
+            "loss": job.loss,
+            "train_seconds": seconds,
+            "job": {**jsonable(job), **_training_form(noise_kind)},
+        },
     )
-    log(f"trained a {noise_kind}-noise U-Net in {seconds:.1f} s -> {path}")
+    log(f"trained a {noise_kind}-noise U-Net ({job.loss} loss) in {seconds:.1f} s -> {path}")
     return model, params
 
 
 def model_path(job: SegmentationJob, smoothing: str) -> pathlib.Path:
-    """Where the job keeps the model certified under `smoothing` ("localized" or "isotropic")."""
-    return pathlib.Path(job.out_dir) / "models" / f"unet_{_model_noise(job, smoothing)}.msgpack"
+    """Where the job keeps the model certified under `smoothing` ("localized" or "isotropic"):
+    one file per training noise and loss."""
+    name = f"unet_{_model_noise(job, smoothing)}{_losses.file_suffix(job)}.msgpack"
+    return pathlib.Path(job.out_dir) / "models" / name
 
 
 def train_models(job: SegmentationJob, log=_progress.write, progress=True) -> list[pathlib.Path]:
@@ -294,16 +310,23 @@ def train_models(job: SegmentationJob, log=_progress.write, progress=True) -> li
 def training_settings(job: SegmentationJob, noise_kind: str) -> dict:
     """The settings a U-Net trained with `noise_kind` noise depends on (the noise itself names
     its checkpoint file), as stored in its checkpoint's metadata."""
-    names = ["dataset", "num_train_images", "depth", "width", "train_steps", "train_batch_size"]
-    names += ["learning_rate", "seed"]
+    names = ["dataset", "num_train_images", "depth", "width", "train_steps", "learning_rate"]
+    names += ["seed"]
     names += ["image_size", "num_classes"] if job.dataset == "synthetic" else ["data_dir", "scale"]
     if noise_kind == "localized":
-        names += ["grid", "std_min", "std_max", "interpolate", "max_std_at_boundary"]
-        names += ["mask_distance"]
-    elif noise_kind == "isotropic":
-        names += ["sigma"]
-    settings = jsonable(job)
-    return {name: settings[name] for name in names}
+        names += ["localized_batch_size", "grid", "std_min", "std_max", "interpolate"]
+        names += ["max_std_at_boundary", "mask_distance"]
+    else:
+        names += ["train_batch_size"] + (["sigma"] if noise_kind == "isotropic" else [])
+    names += _losses.settings_names(job)
+    settings = {**jsonable(job), **_training_form(noise_kind)}
+    return {name: settings[name] for name in [*names, *_training_form(noise_kind)]}
+
+
+def _training_form(noise_kind: str) -> dict:
+    """How a `noise_kind` model is trained, where it changed: localized models are trained on
+    stitched predictions (one sample per grid cell), not on one random cell per image."""
+    return {"localized_training": "stitched"} if noise_kind == "localized" else {}
 
 
 def get_model(job: SegmentationJob, smoothing: str, log=_progress.write, progress=True):
@@ -318,6 +341,8 @@ def get_model(job: SegmentationJob, smoothing: str, log=_progress.write, progres
     if training.checkpoint_exists(path):
         model, params, meta = training.load_segmentation_model(path)
         recorded = meta.get("extra", {}).get("job")
+        if recorded is not None and noise_kind == "localized":
+            recorded = {"localized_training": "one random cell per image", **recorded}
         expected = training_settings(job, noise_kind)
         if _common.reusable(path, recorded, expected, overwrite=job.overwrite, log=log):
             log(f"reusing {path}")
@@ -375,6 +400,12 @@ def methods(job: SegmentationJob) -> list[Method]:
     ]  # fmt: skip
 
 
+def _run_drop(job: SegmentationJob) -> tuple:
+    """The settings that do not identify the job's run: where it is written, and the loss
+    settings with loss="noise" (they change nothing then)."""
+    return ("out_dir", "overwrite") + (_losses.LOSS_SETTINGS if job.loss == "noise" else ())
+
+
 def run(job: SegmentationJob, log=_progress.write, progress=True) -> pathlib.Path:
     """Runs (or resumes) the segmentation job; returns the run directory.
 
@@ -385,7 +416,7 @@ def run(job: SegmentationJob, log=_progress.write, progress=True) -> pathlib.Pat
     job = job.validated()
     run_dir = results.RunDir.start(
         pathlib.Path(job.out_dir) / "results",
-        {"task": "image", **jsonable(job, drop=("out_dir", "overwrite"))},
+        {"task": "image", **jsonable(job, drop=_run_drop(job))},
         seeds={"seed": job.seed},
         overwrite=job.overwrite,
         # synthetic image i does not depend on num_images (real data: an evenly spaced subset)

@@ -202,15 +202,17 @@ def _train_step(model, sampler, learning_rate, warmup_steps, steps, loss: Traini
     def apply(params, images):
         return model.apply(params, jnp.transpose(images, (0, 2, 3, 1)))
 
-    def loss_fn(params, bound, key, images, labels):
+    def loss_fn(params, bound, key, step_index, images, labels):
         def draw(draw_key, x):
             return x if sampler is None else _noisy(sampler, bound, draw_key, x)
 
-        return loss.batch_loss(key, params, apply, draw, images, labels)
+        return loss.batch_loss(key, params, apply, draw, images, labels, step=step_index)
 
     def step(params, opt_state, bound, key, step_index, images, labels, idx):
         key = jax.random.fold_in(key, step_index)
-        value, grads = jax.value_and_grad(loss_fn)(params, bound, key, images[idx], labels[idx])
+        value, grads = jax.value_and_grad(loss_fn)(
+            params, bound, key, step_index, images[idx], labels[idx]
+        )
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, value
 

@@ -135,6 +135,11 @@ def smoothadv_attack(key, objective: Callable, x, *, eps: float, steps: int):
       x_adv float [B, ...] with `||x_adv - x||_2 <= eps` per example and values in [0, 1].
     """
     eps, steps = _check_eps(eps), _checks.positive_int("steps", steps)
+    return _pgd(key, objective, x, eps, steps)
+
+
+def _pgd(key, objective: Callable, x, eps, steps: int):
+    """`smoothadv_attack` without the argument checks; `eps` may be traced (the warm-up)."""
     x = jax.lax.stop_gradient(x)
     step_size = 2.0 * eps / steps
     axes = tuple(range(1, x.ndim))
@@ -167,10 +172,15 @@ class TrainingLoss(NamedTuple):
     Fields:
       name: "noise", "consistency" or "smoothadv".
       settings: ((name, value), ...), the hyperparameters (hashable: compiled steps are cached).
-      batch_loss: `batch_loss(key, params, apply, draw, images, labels) -> scalar float32`, pure,
-        with `apply(params, x [N, ...]) -> logits [N, K]` and `draw(key, x [B, ...]) ->
-        noisy [B, ...]` one draw of the smoothing noise per example (the noise plug-in's
-        per-example sampler: the same key gives the same draw, applied to any `x`).
+      batch_loss: `batch_loss(key, params, apply, draw, images, labels, mask=None, step=0) ->
+        scalar float32`, pure, with `apply(params, z [N, ...]) -> logits [N, ..., K]` and
+        `draw(key, x [B, ...]) -> z [B, ...]` one draw of the smoothing noise per example (the
+        noise plug-in's per-example sampler: the same key gives the same draw, applied to any
+        `x`); `labels [B, ...]`, `mask` optional bool [B, ...] of the outputs that count (a
+        segmentation model's labelled pixels); `step` the (possibly traced) optimiser step, used
+        by SmoothAdv's radius warm-up. For a classifier `...` is empty; for a segmentation model
+        `draw` may return a stacked sample per example (one per smoothing group) that `apply`
+        stitches into one prediction (`lrsjax.training.train_segmentation`).
     """
 
     name: str
@@ -185,10 +195,17 @@ def _copies(key, draw, images, num_copies):
 
 
 def _logits_of_copies(params, apply, copies):
-    """float [m, B, K]: one forward pass over all `m * B` copies."""
+    """float [m, B, ..., K]: one forward pass over all `m * B` copies."""
     num, batch = copies.shape[:2]
     logits = apply(params, copies.reshape((num * batch, *copies.shape[2:])))
     return logits.reshape((num, batch, *logits.shape[1:]))
+
+
+def _per_example(values, mask):
+    """float [B]: the sum of `values [B, ...]` over each example's counted outputs."""
+    if mask is not None:
+        values = jnp.where(mask, values, 0.0)
+    return jnp.sum(values.reshape((values.shape[0], -1)), axis=1)
 
 
 @functools.cache
@@ -197,10 +214,15 @@ def noise_augmentation() -> TrainingLoss:
     drawn with the step's key itself (so the classifier trainer's results are those of plain
     noise-augmented training)."""
 
-    def batch_loss(key, params, apply, draw, images, labels):
+    def batch_loss(key, params, apply, draw, images, labels, mask=None, step=0):
+        del step
         logits = apply(params, draw(key, images))
-        losses = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), labels)
-        return jnp.mean(losses)
+        if mask is None:
+            losses = optax.softmax_cross_entropy_with_integer_labels(
+                logits.astype(jnp.float32), labels
+            )
+            return jnp.mean(losses)
+        return noise_loss(logits[None], labels, mask)
 
     return TrainingLoss("noise", (), batch_loss)
 
@@ -218,49 +240,66 @@ def consistency(*, num_copies: int = 2, lbd: float = 10.0, eta: float = 0.5) -> 
     num_copies = _checks.positive_int("num_copies", num_copies)
     lbd, eta = _nonnegative("lbd", lbd), _nonnegative("eta", eta)
 
-    def batch_loss(key, params, apply, draw, images, labels):
+    def batch_loss(key, params, apply, draw, images, labels, mask=None, step=0):
+        del step
         logits = _logits_of_copies(params, apply, _copies(key, draw, images, num_copies))
-        return consistency_loss(logits, labels, lbd=lbd, eta=eta)
+        return consistency_loss(logits, labels, mask, lbd=lbd, eta=eta)
 
     settings = (("num_copies", num_copies), ("lbd", lbd), ("eta", eta))
     return TrainingLoss("consistency", settings, batch_loss)
 
 
 @functools.cache
-def smoothadv(*, eps: float = 0.5, steps: int = 2, num_copies: int = 2) -> TrainingLoss:
+def smoothadv(
+    *, eps: float = 0.5, steps: int = 2, num_copies: int = 2, warmup_steps: int = 0
+) -> TrainingLoss:
     """SmoothAdv (Salman et al., 2019): PGD on the smoothed soft classifier, then the mean
     cross-entropy of the adversarial points under the same noise draws ("multi-noise" training).
 
     The `num_copies` noise draws of every example are fixed for the attack (the same keys give the
     same draws at every attack step and in the training loss); the attack maximises
-    `smoothadv_objective` with `smoothadv_attack` and the model held fixed.
+    `smoothadv_objective` (summed over each example's counted outputs: one perturbation per
+    example, as the adversary of a multi-output model has) with `smoothadv_attack` and the model
+    held fixed.
 
     Args:
       eps: l2 radius of the attack in [0, 1] pixel units (the paper's code takes it in units of
         1/256: its 512 is 2.0 here); 0 gives noise augmentation with `num_copies` copies.
       steps: PGD steps (step size 2 eps / steps).
       num_copies: m >= 1 noise draws per example.
+      warmup_steps: the radius grows linearly from `eps / warmup_steps` at optimiser step 0 to
+        `eps` from step `warmup_steps - 1` on (the paper ramps it over its first 10 epochs);
+        0: `eps` from the start.
     """
     eps = _check_eps(eps)
     steps = _checks.positive_int("steps", steps)
     num_copies = _checks.positive_int("num_copies", num_copies)
+    warmup_steps = _checks.positive_int("warmup_steps", warmup_steps, minimum=0)
 
-    def batch_loss(key, params, apply, draw, images, labels):
+    def batch_loss(key, params, apply, draw, images, labels, mask=None, step=0):
         key_noise, key_attack = jax.random.split(key)
         keys = jax.random.split(key_noise, num_copies)
         frozen = jax.lax.stop_gradient(params)
+        radius = eps
+        if warmup_steps > 0:
+            radius = eps * jnp.minimum(1.0, (jnp.asarray(step, jnp.float32) + 1.0) / warmup_steps)
 
         def copies_of(x):
             return jax.vmap(draw, in_axes=(0, None))(keys, x)
 
         def objective(x):
             logits = _logits_of_copies(frozen, apply, copies_of(x))
-            return _smoothadv_per_output(logits, labels, None)
+            return _per_example(_smoothadv_per_output(logits, labels, mask), mask)
 
-        adversarial = smoothadv_attack(key_attack, objective, images, eps=eps, steps=steps)
-        return noise_loss(_logits_of_copies(params, apply, copies_of(adversarial)), labels)
+        adversarial = _pgd(key_attack, objective, images, radius, steps)
+        return noise_loss(_logits_of_copies(params, apply, copies_of(adversarial)), labels, mask)
 
-    settings = (("eps", eps), ("steps", steps), ("num_copies", num_copies))
+    settings = (
+        ("eps", eps),
+        ("steps", steps),
+        ("num_copies", num_copies),
+        ("warmup_steps", warmup_steps),
+    )
     return TrainingLoss("smoothadv", settings, batch_loss)
 
 

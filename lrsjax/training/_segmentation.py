@@ -6,9 +6,16 @@ noise in [0, 1] pixel units, added before the model's own normalisation, masked 
 
 - noise="none": clean inputs.
 - noise="isotropic": `x + sigma * e` on every pixel (a 1x1 grid).
-- noise="localized": for every example a random grid cell `k`; pixel noise std
-  `localized_stds(...)[k, cell(pixel)]`, masked cells replaced by 0, and the loss is taken
-  only on the outputs of cell `k` (the outputs that smoothing group `k` certifies).
+- noise="localized": the paper's localized training (Schuchardt et al., 2023): for every example
+  and every grid cell `k`, one sample from smoothing group `k`'s distribution (pixel noise std
+  `localized_stds(...)[k, cell(pixel)]`, masked cells replaced by 0); each sample is segmented,
+  the outputs of cell `k` are cropped from sample `k`, and the crops are stitched into one
+  prediction, on which the loss is taken. A step costs K forward passes per example (K cells).
+
+The loss is noise augmentation (cross-entropy of one noisy prediction), consistency
+regularization or SmoothAdv (`lrsjax.training._losses`, docs/math.md §12); each of their noisy
+copies is one such (stitched) prediction, and SmoothAdv attacks the clean image with one
+perturbation for all outputs.
 
 The ignore label 255 never enters a loss or a metric.
 """
@@ -44,6 +51,7 @@ from lrsjax.training._checkpoint import (
     load_image_model,
     save_image_model,
 )
+from lrsjax.training._losses import TrainingLoss, training_loss
 from lrsjax.training._schedule import LossLog, check_schedule
 
 _LOG = logging.getLogger(__name__)
@@ -305,43 +313,88 @@ class TrainHistory(NamedTuple):
     noisy_eval: SegmentationEval | None
 
 
-def make_noisy_loss(model: nn.Module, noise: SegmentationNoise) -> Callable:
+def _draw_fn(noise: SegmentationNoise, cells) -> Callable:
+    """draw(key, images [B, C, H, W]) -> the noisy sample of every example: [B, C, H, W] for
+    "none" (the clean images) and "isotropic", and [B, K, C, H, W] for "localized", copy `k`
+    drawn from smoothing group `k`'s distribution."""
+    stds = jnp.asarray(noise.stds, jnp.float32)
+    num_groups = noise.num_groups
+
+    def draw(key, images):
+        if noise.kind == "none":
+            return images
+        if noise.kind == "isotropic":
+            group = jnp.zeros(images.shape[:1], jnp.int32)
+            return noisy_batch(key, images, cells, stds, group)
+        batch = images.shape[0]
+        repeated = jnp.repeat(images, num_groups, axis=0)
+        group = jnp.tile(jnp.arange(num_groups, dtype=jnp.int32), batch)
+        noisy = noisy_batch(key, repeated, jnp.repeat(cells, num_groups, axis=0), stds, group)
+        return noisy.reshape((batch, num_groups, *images.shape[1:]))
+
+    return draw
+
+
+def _apply_fn(model: nn.Module, noise: SegmentationNoise, cells) -> Callable:
+    """apply(params, z) -> logits [N, H, W, num_classes] of samples from `_draw_fn` (N a multiple
+    of the batch: `cells [B, H, W]` is tiled); "localized" samples are segmented copy by copy and
+    stitched: pixel `p` takes its logits from the copy of its own cell's group."""
+
+    def segment(params, images):
+        return model.apply(params, jnp.transpose(images, (0, 2, 3, 1)))
+
+    def apply(params, z):
+        if noise.kind != "localized":
+            return segment(params, z)
+        count, num_groups = z.shape[:2]
+        logits = segment(params, z.reshape((count * num_groups, *z.shape[2:])))
+        logits = logits.reshape((count, num_groups, *logits.shape[1:]))
+        own = jnp.tile(jnp.maximum(cells, 0), (count // cells.shape[0], 1, 1))
+        picked = jnp.take_along_axis(logits, own[:, None, :, :, None], axis=1)
+        return picked[:, 0]
+
+    return apply
+
+
+def make_noisy_loss(model: nn.Module, noise: SegmentationNoise, loss=None) -> Callable:
     """The training loss of one batch under `noise` (see the module docstring).
 
+    Args:
+      model: the linen segmentation module.
+      noise: a SegmentationNoise.
+      loss: the training loss (`lrsjax.training.training_loss`: None or "noise" for noise
+        augmentation, "consistency", "smoothadv", or a TrainingLoss); every noisy copy it draws
+        is, for "localized", one sample per smoothing group stitched into one prediction.
     Returns:
-      loss_fn(params, key, images [B, C, H, W], labels [B, H, W], cells [B, H, W]) ->
-      (loss, group int32 [B]): the mean cross-entropy over the counted pixels, and the smoothing
-      group drawn for each example (uniform over the K cells for "localized", 0 otherwise).
-      Counted pixels: those of the example's group (all non-padding pixels for "none" and
-      "isotropic") whose label is not 255. Pure; jit it.
+      loss_fn(params, key, images [B, C, H, W], labels [B, H, W], cells [B, H, W], step=0) ->
+      scalar float32 over the counted pixels: every non-padding pixel whose label is not 255.
+      Pure; jit it.
     """
-    num_groups = noise.num_groups
-    stds = jnp.asarray(noise.stds, jnp.float32)
+    loss = training_loss(loss)
+    if noise.kind == "none" and loss.name != "noise":
+        _checks.fail(
+            "loss",
+            loss.name,
+            "needs a smoothing noise (it compares noisy copies), but noise='none'",
+            "Train with noise='isotropic' or 'localized'.",
+        )
 
-    def loss_fn(params, key, images, labels, cells):
-        key_group, key_noise = jax.random.split(key)
-        if noise.kind == "localized":
-            group = jax.random.randint(key_group, images.shape[:1], 0, num_groups, jnp.int32)
-            mask = cells == group[:, None, None]
-        else:
-            group = jnp.zeros(images.shape[:1], jnp.int32)
-            mask = cells >= 0
-        if noise.kind != "none":
-            images = noisy_batch(key_noise, images, cells, stds, group)
-        logits = model.apply(params, jnp.transpose(images, (0, 2, 3, 1)))
-        return segmentation_loss(logits, labels, mask), group
+    def loss_fn(params, key, images, labels, cells, step=0):
+        mask = (cells >= 0) & (labels != IGNORE_LABEL)
+        draw, apply = _draw_fn(noise, cells), _apply_fn(model, noise, cells)
+        return loss.batch_loss(key, params, apply, draw, images, labels, mask, step)
 
     return loss_fn
 
 
 @functools.lru_cache(maxsize=8)
-def _train_step(model, kind, grid_shape, stds_bytes, learning_rate, warmup_steps, steps):
+def _train_step(model, kind, grid_shape, stds_bytes, learning_rate, warmup_steps, steps, loss):
     """(optimizer, jit(params, opt_state, key, step, images, labels, cells, idx) -> (params,
     opt_state, loss)); the step's key is fold_in(key, step). Cached on the (hashable)
     configuration so repeated runs reuse the compiled step."""
     flat = np.frombuffer(stds_bytes, np.float64)
     stds = flat.reshape(math.isqrt(flat.size), -1)
-    loss_fn = make_noisy_loss(model, SegmentationNoise(kind, grid_shape, stds))
+    loss_fn = make_noisy_loss(model, SegmentationNoise(kind, grid_shape, stds), loss)
     schedule = optax.warmup_cosine_decay_schedule(
         0.0, learning_rate, warmup_steps, steps, end_value=learning_rate * 0.01
     )
@@ -350,9 +403,9 @@ def _train_step(model, kind, grid_shape, stds_bytes, learning_rate, warmup_steps
     def step(params, opt_state, key, step_index, images, labels, cells, idx):
         batch = (images[idx], labels[idx], cells[idx])
         key = jax.random.fold_in(key, step_index)
-        (loss, _), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, key, *batch)
+        value, grads = jax.value_and_grad(loss_fn)(params, key, *batch, step_index)
         updates, opt_state = optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
+        return optax.apply_updates(params, updates), opt_state, value
 
     return optimizer, jax.jit(step)
 
@@ -379,8 +432,9 @@ def train_segmentation(
     log_every: int = 100,
     init_params=None,
     progress: bool = False,
+    loss: TrainingLoss | str | None = None,
 ):
-    """Trains a segmentation model with Gaussian noise augmentation (docs/math.md §2).
+    """Trains a segmentation model under Gaussian noise (docs/math.md §2, §12).
 
     Adam with a linear warmup (default min(100, steps // 10) steps) and cosine decay to 1% of
     `learning_rate`; gradients clipped to global norm 1. Batches are drawn without replacement
@@ -403,6 +457,9 @@ def train_segmentation(
       init_params: start from these parameters instead of `init_segmentation_params`.
       progress: draw a progress bar on stderr (steps/s after compilation, loss, ETA; see
         `lrsjax._progress` for when it is drawn). It never changes the result.
+      loss: None or "noise" (noise augmentation), "consistency", "smoothadv" (their default
+        hyperparameters) or a TrainingLoss (`lrsjax.training.consistency(...)`,
+        `smoothadv(...)`); the losses other than "noise" need noise other than "none".
     Returns:
       (params, TrainHistory).
     """
@@ -439,6 +496,7 @@ def train_segmentation(
         mask_distance=mask_distance,
     )
     spec = segmentation_noise(noise, **noise_kwargs)
+    loss = training_loss(loss)
 
     key_init, key_order, key_noise, key_eval = jax.random.split(key, 4)
     params = (
@@ -454,6 +512,7 @@ def train_segmentation(
         float(learning_rate),
         warmup_steps,
         steps,
+        loss,
     )
     opt_state = optimizer.init(params)
     images = jnp.asarray(data.images)
@@ -464,7 +523,7 @@ def train_segmentation(
     )
 
     log = LossLog(steps, log_every, _LOG)
-    desc = f"train U-Net ({spec.kind} noise)"
+    desc = f"train U-Net ({spec.kind} noise, {loss.name} loss)"
     bar = _progress.bar(steps, desc=desc, unit="step", enabled=progress)
     for step in range(steps):
         idx = jnp.asarray(next(order))
