@@ -65,6 +65,8 @@ class SegConfig:
     local_mask_distance: int = 2
     steps: int = 150
     batch_size: int = 8
+    # stitched localized training costs K forward passes per image: fewer images per step
+    localized_batch_size: int = 2
     learning_rate: float = 3e-3
     localized: tuple = ((0.15, 1.0), (0.25, 0.5))
     sigmas: tuple = (0.25, 0.5)
@@ -113,6 +115,7 @@ CONFIGS = {
             local_mask_distance=1,
             steps=3,
             batch_size=2,
+            localized_batch_size=1,
             localized=((0.15, 0.5),),
             sigmas=(0.25,),
             n0=8,
@@ -245,9 +248,10 @@ def run_seg_configuration(cfg: SegConfig, run: dict, train, test, seed: int, log
                           mask_distance=run["mask_distance"] or None)  # fmt: skip
     else:
         noise_args.update(sigma=run["sigma"])
+    batch_size = cfg.localized_batch_size if run["kind"] == "localized" else cfg.batch_size
     start = time.perf_counter()
     params, history = training.train_segmentation(
-        key_train, model, train, steps=cfg.steps, batch_size=cfg.batch_size,
+        key_train, model, train, steps=cfg.steps, batch_size=batch_size,
         learning_rate=cfg.learning_rate, noise=run["kind"], log_every=max(1, cfg.steps // 5),
         **noise_args,
     )  # fmt: skip
@@ -259,8 +263,9 @@ def run_seg_configuration(cfg: SegConfig, run: dict, train, test, seed: int, log
         variants = {"localized": (cfg.n0, cfg.n)}
     else:
         variants = {"equal_samples": (cfg.n0, cfg.n), "equal_compute": (k * cfg.n0, k * cfg.n)}
-    record = dict(run, train_seconds=train_s, final_loss=float(history.loss[-1]),
-                  load_avg_start=load_avg(), variants={})  # fmt: skip
+    record = dict(run, train_seconds=train_s, train_batch_size=batch_size,
+                  final_loss=float(history.loss[-1]), load_avg_start=load_avg(),
+                  variants={})  # fmt: skip
     for variant, (n0, n) in variants.items():
         certificates = {}
         confusion = np.zeros((train.num_classes + 1, train.num_classes), np.int64)
