@@ -359,16 +359,22 @@ def run_segmentation(cfg: SegConfig, out: pathlib.Path, seed: int, log, only=())
 
 
 def graph_configurations(cfg: GraphConfig) -> list[dict]:
+    """Per data set and n: the first localized setting, the isotropic baselines, then the other
+    localized settings (an interrupted sweep has both sides of the comparison)."""
     runs = []
     for dataset in cfg.datasets:
         for n in cfg.ns:
+            localized = []
             for lo, hi in cfg.theta_minus:
-                runs.append(dict(name=f"{dataset}_n{n}_localized_{lo:g}_{hi:g}", dataset=dataset,
-                                 n=n, kind="localized", theta_minus=(lo, hi)))  # fmt: skip
+                localized.append(dict(name=f"{dataset}_n{n}_localized_{lo:g}_{hi:g}",
+                                      dataset=dataset, n=n, kind="localized",
+                                      theta_minus=(lo, hi)))  # fmt: skip
+            isotropic = []
             for tm in cfg.isotropic_theta_minus:
                 for kind in ("sparse_smoothing", "isotropic_variance"):
-                    runs.append(dict(name=f"{dataset}_n{n}_{kind}_{tm:g}", dataset=dataset, n=n,
-                                     kind=kind, theta_minus=(tm, tm)))  # fmt: skip
+                    isotropic.append(dict(name=f"{dataset}_n{n}_{kind}_{tm:g}", dataset=dataset,
+                                          n=n, kind=kind, theta_minus=(tm, tm)))  # fmt: skip
+            runs += localized[:1] + isotropic + localized[1:]
     return runs
 
 
