@@ -486,8 +486,8 @@ def seg_rows(records: list[dict]) -> list[dict]:
 def seg_table(records: list[dict]) -> str:
     lines = [
         "| model | smoothing | samples (n0 + n) | forward passes | certificate | mIoU | clean acc "
-        "| CA eps 0.25 | CA 0.5 | CA 0.75 | CA 1.0 | ACR |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| CA eps 0.2 | CA 0.4 | CA 0.6 | CA 0.8 | CA 1.0 | ACR |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in seg_rows(records):
         if row["kind"] == "localized":
@@ -497,7 +497,7 @@ def seg_table(records: list[dict]) -> str:
         else:
             smoothing = f"isotropic {row['config'].split('_isotropic_')[1]} ({row['variant']})"
             samples = f"{row['n0']} + {row['n']}"
-        ca = [_at(row["ca"], eps) for eps in (0.25, 0.5, 0.75, 1.0)]
+        ca = [_at(row["ca"], eps) for eps in (0.2, 0.4, 0.6, 0.8, 1.0)]
         lines.append(
             f"| {row['family']} | {smoothing} | {samples} | {row['passes']} | "
             f"{row['certificate']} | {row['miou']:.3f} | {row['clean']:.3f} | "
@@ -515,10 +515,11 @@ def _at(curve: dict, eps: float) -> str:
 
 
 def graph_table(records: list[dict]) -> str:
-    budget_cols = [(0, 0), (0, 1), (0, 2), (0, 4), (0, 8), (0, 16), (1, 0), (2, 0)]
+    budget_cols = [(0, 0), (0, 1), (0, 2), (0, 3), (0, 4), (0, 8), (1, 0), (2, 0)]
     head = " | ".join(f"d={d}" if a == 0 else f"a={a}" for a, d in budget_cols[1:])
-    lines = [f"| data | n per group | forward passes | method | certificate | clean | {head} |",
-             "|---|---|---|---|---|---|" + "---|" * (len(budget_cols) - 1)]  # fmt: skip
+    lines = [f"| data | n per group | forward passes | method | certificate | clean | {head} "
+             "| mean cert. deletions | mean cert. additions |",
+             "|---|---|---|---|---|---|" + "---|" * (len(budget_cols) + 1)]  # fmt: skip
     for rec in records:
         budgets = [tuple(b) for b in rec["budgets"]]
         for name, c in rec["certificates"].items():
@@ -527,9 +528,18 @@ def graph_table(records: list[dict]) -> str:
             for b in budget_cols:
                 cells.append(f"{c['certified_accuracy'][budgets.index(b)]:.3f}"
                              if b in budgets else "-")  # fmt: skip
+            cells += [f"{_mean_budget(budgets, c['certified_accuracy'], axis):.3f}"
+                      for axis in (1, 0)]  # fmt: skip
             lines.append(f"| {rec['dataset']} | {rec['n']} | {rec['forward_passes']} | {method} "
                          f"| {name} ({c['mode']}) | " + " | ".join(cells) + " |")  # fmt: skip
     return "\n".join(lines)
+
+
+def _mean_budget(budgets: list, accuracy: list, axis: int) -> float:
+    """The mean largest certified count of one budget type alone (deletions: axis 1), i.e. the
+    ACR rule on the integer budgets 0, 1, 2, ... of that axis (`results.acr_from_curve`)."""
+    points = sorted((b[axis], a) for b, a in zip(budgets, accuracy) if b[1 - axis] == 0)
+    return results.acr_from_curve([p[0] for p in points], [p[1] for p in points])
 
 
 def plot(out: pathlib.Path, figure_dir: pathlib.Path) -> list[pathlib.Path]:
@@ -538,9 +548,10 @@ def plot(out: pathlib.Path, figure_dir: pathlib.Path) -> list[pathlib.Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    paths = _plot_graphs(plt, _load(out, "graph"), figure_dir)
     rows = seg_rows(_load(out, "segmentation"))
     if not rows:
-        return []
+        return paths
     families = sorted({r["family"] for r in rows}, key=["unet", "local"].index)
     fig, axes = plt.subplots(len(families), 2, figsize=(10, 4 * len(families)), squeeze=False)
     styles = {
@@ -573,7 +584,39 @@ def plot(out: pathlib.Path, figure_dir: pathlib.Path) -> list[pathlib.Path]:
             ax.legend(fontsize=7)
     fig.tight_layout()
     figure_dir.mkdir(parents=True, exist_ok=True)
-    paths = [figure_dir / "strength_pareto.png", figure_dir / "strength_pareto.pdf"]
+    paths += [figure_dir / "strength_pareto.png", figure_dir / "strength_pareto.pdf"]
+    fig.savefig(paths[-2], dpi=90)
+    fig.savefig(paths[-1])
+    plt.close(fig)
+    return paths
+
+
+def _plot_graphs(plt, records: list[dict], figure_dir: pathlib.Path) -> list[pathlib.Path]:
+    """Certified accuracy against deletions (left) and additions (right), one row per data set."""
+    datasets = sorted({r["dataset"] for r in records})
+    if not datasets:
+        return []
+    fig, axes = plt.subplots(len(datasets), 2, figsize=(10, 3.6 * len(datasets)), squeeze=False)
+    for i, dataset in enumerate(datasets):
+        for rec in (r for r in records if r["dataset"] == dataset):
+            budgets = [tuple(b) for b in rec["budgets"]]
+            for name, c in rec["certificates"].items():
+                tm = "->".join(f"{t:g}" for t in sorted(set(rec["theta_minus"])))
+                label = f"{name} (theta- {tm}, n={rec['n']})"
+                style = "-" if c["mode"] == "milp" else "--"
+                for j, axis in enumerate((1, 0)):
+                    pts = sorted((b[axis], a) for b, a in zip(budgets, c["certified_accuracy"])
+                                 if b[1 - axis] == 0)  # fmt: skip
+                    axes[i][j].step(*zip(*pts), where="post", ls=style, label=label)
+        for j, what in enumerate(("deleted bits", "added bits")):
+            axes[i][j].set_title(f"{dataset}, APPNP: certified accuracy vs {what}", fontsize=10)
+            axes[i][j].set_xlabel(what)
+            axes[i][j].set_ylabel("certified accuracy")
+            axes[i][j].grid(alpha=0.3)
+        axes[i][0].legend(fontsize=6)
+    fig.tight_layout()
+    figure_dir.mkdir(parents=True, exist_ok=True)
+    paths = [figure_dir / "strength_graph.png", figure_dir / "strength_graph.pdf"]
     fig.savefig(paths[0], dpi=90)
     fig.savefig(paths[1])
     plt.close(fig)
