@@ -53,6 +53,7 @@ def test_masked_localized_smoothing_never_changes_a_local_models_cell():
     )
 
 
+@pytest.mark.slow  # the fast smoke test of benchmarks/strength.py trains one too
 def test_a_local_model_trains_with_localized_noise():
     train = synthetic_segmentation(jax.random.PRNGKey(4), 4, image_shape=(16, 24), num_classes=3)
     model = models.LocalCNN(num_classes=3, width=4, dilations=(1, 2))
