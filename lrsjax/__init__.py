@@ -7,6 +7,9 @@ Public surface:
   lrsjax.probabilistic_certificate, lrsjax.ProbabilisticCertificate
                       a Clopper-Pearson bound on the probability that a random transform changes
                       a classifier's prediction
+  lrsjax.certify_regression, lrsjax.certify_expectation, lrsjax.certify_center
+                      percentile (median) smoothing and bounded expectations of real outputs;
+                      center smoothing of whole output maps (lrsjax.detection: certified boxes)
   lrsjax.SparseBinary  the sparse binary attribute format of graph inputs (also lrsjax.data)
   lrsjax.noise        noise plug-ins: localized Gaussian, Laplace and uniform grids, Bernoulli
   lrsjax.estimators   estimator plug-ins: majority vote, Clopper-Pearson, DKW moments
@@ -27,6 +30,7 @@ _SUBPACKAGES = (
     "base_certs",
     "cli",
     "collective",
+    "detection",
     "data",
     "estimators",
     "models",
@@ -39,6 +43,13 @@ _SUBPACKAGES = (
 )
 _FROM_CERTIFY = ("certify", "Certificate")
 _FROM_SPARSE = ("SparseBinary",)
+_FROM_REGRESSION = (
+    "certify_regression",
+    "RegressionCertificate",
+    "certify_expectation",
+    "ExpectationCertificate",
+)
+_FROM_CENTER = ("certify_center", "CenterCertificate")
 _FROM_PROBABILISTIC = ("probabilistic_certificate", "ProbabilisticCertificate")
 _FROM_CLASSIFY = (
     "certify_classifier",
@@ -57,6 +68,8 @@ __all__ = [
     *_FROM_CERTIFY,
     *_FROM_CLASSIFY,
     *_FROM_PROBABILISTIC,
+    *_FROM_REGRESSION,
+    *_FROM_CENTER,
     *_FROM_SPARSE,
     *_SUBPACKAGES,
 ]
@@ -71,6 +84,10 @@ def __getattr__(name):
         return getattr(importlib.import_module("lrsjax._classify"), name)
     if name in _FROM_PROBABILISTIC:
         return getattr(importlib.import_module("lrsjax._probabilistic"), name)
+    if name in _FROM_REGRESSION:
+        return getattr(importlib.import_module("lrsjax._regression"), name)
+    if name in _FROM_CENTER:
+        return getattr(importlib.import_module("lrsjax._center"), name)
     if name in _FROM_SPARSE:
         return getattr(importlib.import_module("lrsjax._sparse"), name)
     raise AttributeError(f"module 'lrsjax' has no attribute {name!r}")

@@ -163,7 +163,8 @@ def certify(
       max_flips: (max additions, max deletions) of `sparse_grid` (sparse-smoothing certificate).
       addition_capacity: slots for added bits per sparse sample (default: Poisson tail bound with
         overflow probability < 1e-12 per sample; overflow is detected and raises).
-      devices: devices to spread the samples over (default `jax.devices()`).
+      devices: devices to spread the samples over (default `jax.local_devices()`: this
+        process's own, also in a multi-process run).
       per_example: apply the model one example at a time instead of vmapping it (same results;
         faster on CPU for scatter-based sparse GNN layers).
       progress: show a progress bar per sampling stage (selection, estimation) on stderr, with
@@ -211,7 +212,7 @@ def certify(
         batch_size, bytes_per_element=prepared.bytes_per_element,
         estimators=(select, estimator), num_classes=num_classes,
         num_outputs=noise.num_outputs, input_size=prepared.input_size,
-        devices=tuple(jax.devices()) if devices is None else tuple(devices),
+        devices=tuple(jax.local_devices()) if devices is None else tuple(devices),
     )  # fmt: skip
     num_tested = int(tested.sum())
     _check_certifiable(estimator, n, alpha, num_tested)

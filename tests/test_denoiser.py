@@ -293,3 +293,86 @@ def test_denoiser_checkpoint_round_trip(tmp_path):
     jax.tree.map(np.testing.assert_array_equal, params, loaded_params)
     with pytest.raises(ValueError, match="DnCNN"):
         save_denoiser(path, UNet(2, depth=1), params, input_shape=(1, 4, 4))
+
+
+# ----------------------------------------------------------------------------------------------
+# the classification job with a denoiser (lrsjax-train / lrsjax-certify --denoiser)
+# ----------------------------------------------------------------------------------------------
+
+
+def _job(tmp_path, **settings):
+    from lrsjax.pipelines import ClassificationJob
+
+    tiny = dict(train_noise="none", denoiser_steps=3, denoiser_depth=3, denoiser_features=4)
+    return ClassificationJob.tiny(out_dir=str(tmp_path), **{**tiny, **settings})
+
+
+def test_job_trains_reuses_and_refuses_denoisers(tmp_path):
+    from lrsjax import pipelines
+    from lrsjax.pipelines import _classification
+
+    job = _job(tmp_path, denoiser=True)
+    lines = []
+    paths = pipelines.train_classification_model(job, log=lines.append, progress=False)
+    assert [p.name for p in paths] == ["resnet_none.msgpack", "dncnn_sigma0.25_stability.msgpack"]
+    denoiser, dparams, meta = load_denoiser(paths[1])
+    assert meta["extra"]["loss"] == "stability" and meta["extra"]["sigma"] == 0.25
+    assert meta["extra"]["job"]["frozen_classifier"] == str(paths[0])
+    assert denoiser.depth == 3 and denoiser.features == 4
+    lines.clear()
+    pipelines.train_classification_model(job, log=lines.append, progress=False)
+    assert sum(line.startswith("reusing") for line in lines) == 2, lines
+    with pytest.raises(ValueError, match=r"denoiser_steps=4 \(saved: 3\)"):
+        pipelines.train_classification_model(job.replace(denoiser_steps=4), log=print)
+    # the same key gives the same denoiser
+    again = _job(tmp_path / "again", denoiser=True)
+    pipelines.train_classification_model(again, log=print, progress=False)
+    _, again_params, _ = load_denoiser(_classification._denoised.denoiser_path(again))
+    jax.tree.map(np.testing.assert_array_equal, again_params, dparams)
+
+
+def test_identity_denoiser_in_the_job_certifies_exactly_the_classifier(tmp_path):
+    # a fresh DnCNN is the identity: the denoised run's records equal the plain run's
+    from lrsjax import pipelines, results
+
+    plain = _job(tmp_path / "plain")
+    pipelines.train_classification_model(plain, log=print, progress=False)
+    classifier = str(tmp_path / "plain" / "models" / "resnet_none.msgpack")
+    identity = DnCNN(**TINY_DNCNN)
+    path = tmp_path / "identity.msgpack"
+    save_denoiser(
+        path, identity, init_denoiser_params(jax.random.key(0), identity, (3, 8, 8)),
+        input_shape=(3, 8, 8),
+    )  # fmt: skip
+    runs = [
+        pipelines.run_classification(plain, log=lambda _: None, progress=False),
+        pipelines.run_classification(
+            _job(tmp_path / "denoised", denoiser=True, classifier=classifier,
+                 denoiser_checkpoint=str(path)),
+            log=lambda _: None, progress=False,
+        ),
+    ]  # fmt: skip
+    loaded = [results.RunDir.existing(run) for run in runs]
+    for item in ("img00000", "img00001", "img00002"):
+        (a, arrays_a), (b, arrays_b) = (run.load_item(item) for run in loaded)
+        ma, mb = a["methods"]["cohen_gaussian"], b["methods"]["cohen_gaussian"]
+        assert mb["extra"].pop("denoiser") == str(path)
+        assert ma == mb
+        for name in arrays_a:
+            np.testing.assert_array_equal(arrays_a[name], arrays_b[name])
+
+
+def test_job_denoiser_settings_are_checked_and_stay_out_of_old_identities(tmp_path):
+    from lrsjax.pipelines._classification import run_config
+
+    job = _job(tmp_path)
+    assert not any(name.startswith("denoiser") for name in run_config(job))
+    assert run_config(job.replace(denoiser=True))["denoiser_loss"] == "stability"
+    with pytest.raises(ValueError, match="classifier.*only with --denoiser"):
+        job.replace(classifier="c.msgpack").validated()
+    with pytest.raises(ValueError, match="classifier.*--checkpoint"):
+        job.replace(denoiser=True, classifier="c.msgpack", checkpoint="d.msgpack").validated()
+    with pytest.raises(ValueError, match="denoiser_loss"):
+        job.replace(denoiser=True, denoiser_loss="l1").validated()
+    with pytest.raises(ValueError, match="denoiser_depth"):
+        job.replace(denoiser=True, denoiser_depth=1).validated()

@@ -17,6 +17,8 @@ PUBLIC = {
         "predict_classifier", "ClassifierPrediction", "segcertify", "lp_radius_from_l2",
         "uniform_linf_radius", "uniform_l1_radius", "laplace_l1_radius",
         "probabilistic_certificate", "ProbabilisticCertificate",
+        "certify_regression", "RegressionCertificate", "certify_expectation",
+        "ExpectationCertificate", "certify_center", "CenterCertificate", "detection",
         "SparseBinary", "base_certs", "cli", "collective",
         "data", "estimators", "models", "noise", "pipelines", "results", "sampling", "stats",
         "training",
@@ -40,9 +42,14 @@ PUBLIC = {
         "load_cityscapes", "load_npz_graph", "load_pascal_voc", "metis_clusters",
         "spectral_clusters", "split_nodes", "synthetic_graph", "synthetic_segmentation", "to_dense",
     },
+    "lrsjax.detection": {
+        "BACKGROUND", "LEVELS", "DetectionCertificate", "DetectionData", "Matches",
+        "boxes_to_vectors", "certified_matches", "certify_detection", "iou", "matches",
+        "oracle_detector", "single_point_ap", "synthetic_rectangles", "worst_case_iou",
+    },
     "lrsjax.estimators": {
         "CORRECTIONS", "Estimator", "MomentEstimate", "ProbabilityEstimate", "check_num_bins",
-        "clopper_pearson", "consistency", "dkw_moments", "majority_vote",
+        "clopper_pearson", "consistency", "dkw_moments", "majority_vote", "hamming_histogram",
     },
     "lrsjax.models": {
         "ResNet", "classifier_apply_fn", "init_classifier_params", "resnet_config",
@@ -87,11 +94,15 @@ PUBLIC = {
         "INPUT_FORMATS", "MODES", "CompileClock", "Counts", "Kernel", "add_counts",
         "check_batch_memory", "check_histogram_bins", "check_logits", "compile_clock",
         "default_addition_capacity", "kernel", "make_counter", "raise_on_nonfinite",
+        "OutputSample", "make_output_sampler",
     },
     "lrsjax.stats": {
         "clopper_pearson_lower", "clopper_pearson_upper", "corrected_levels",
         "corrected_lower_bounds", "dkw_epsilon", "holm_threshold_test", "mean_bounds",
         "mean_bounds_from_histogram", "second_moment_upper", "second_moment_upper_from_histogram",
+        "PercentileBounds", "dkw_upper_index", "expectation_bounds", "expectation_range",
+        "lower_order_index", "order_statistic", "percentile_bounds", "shifted_levels",
+        "upper_order_index",
     },
     "lrsjax.training": {
         "ClassifierTrainHistory", "evaluate_classifier", "load_classifier", "save_classifier",

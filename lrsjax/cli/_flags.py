@@ -55,6 +55,18 @@ _HELP = {
     "smoothadv_steps": "PGD steps of the SmoothAdv attack (step size 2 eps / steps).",
     "smoothadv_warmup": "Optimiser steps over which the SmoothAdv radius grows linearly to "
     "--smoothadv_eps (0 = the full radius from the start).",
+    "denoiser": "Denoised smoothing (classification): put a DnCNN denoiser in front of a frozen "
+    "classifier and certify classifier(denoiser(x + noise)); lrsjax-train trains (or reuses) the "
+    "denoiser, lrsjax-certify certifies with it.",
+    "classifier": "The frozen classifier behind --denoiser (a saved classifier checkpoint; "
+    "empty: the job's own classifier, e.g. trained with --train_noise=none).",
+    "denoiser_checkpoint": "A saved denoiser to certify with (--denoiser) instead of training one.",
+    "denoiser_loss": "Denoiser training loss: mse (denoising alone) | stability (the frozen "
+    "classifier's prediction on the clean image) | classification (the true label).",
+    "denoiser_steps": "Optimiser steps of denoiser training.",
+    "denoiser_learning_rate": "Adam learning rate of denoiser training.",
+    "denoiser_depth": "DnCNN weight layers.",
+    "denoiser_features": "DnCNN hidden channels.",
     "grid": "Localized smoothing grid as ROWSxCOLS, e.g. 3x5 (1x1 = isotropic).",
     "std_min": "Smallest noise std (a cell's own region), in [0, 1] pixel units.",
     "std_max": "Largest noise std (the farthest cells).",
@@ -64,6 +76,9 @@ _HELP = {
     "(0 = no masking).",
     "sigma": "Std of the isotropic baseline (segmentation); of the Gaussian smoothing and its "
     "matched training noise (classification).",
+    "baselines": "Segmentation baselines beside localized smoothing, comma-separated: isotropic "
+    "(SegCertify-style naive, equal forward passes) | isotropic_equal_samples (the same with n0 "
+    "and n, the paper's comparison) | center_smoothing (Kumar & Goldstein 2021); empty for none.",
     "n0": "Selection samples per smoothing group (baselines get groups x as many).",
     "n": "Estimation samples per smoothing group (baselines get groups x as many).",
     "alpha": "Family-wise error probability of all certificates of one input.",
@@ -123,7 +138,9 @@ TRAINING_FLAGS_BY_TASK = {
         "task", "dataset", "data_dir", "image_size", "num_classes", "num_train_images", "width",
         "num_stages", "blocks_per_stage", "train_steps", "train_batch_size", "learning_rate",
         "train_noise", "loss", "num_noise_copies", "consistency_lbd", "consistency_eta",
-        "smoothadv_eps", "smoothadv_steps", "smoothadv_warmup", "sigma", "seed", "out_dir",
+        "smoothadv_eps", "smoothadv_steps", "smoothadv_warmup", "denoiser", "classifier",
+        "denoiser_loss", "denoiser_steps", "denoiser_learning_rate",
+        "denoiser_depth", "denoiser_features", "sigma", "seed", "out_dir",
     ),
 }  # fmt: skip
 TRAINING_FLAGS = tuple(dict.fromkeys(n for names in TRAINING_FLAGS_BY_TASK.values() for n in names))

@@ -21,15 +21,16 @@ from collections.abc import Callable
 import numpy as np
 
 from lrsjax import _checks, _progress, data, models, noise, results, training
-from lrsjax.pipelines import _common, _losses, _run
+from lrsjax.pipelines import _common, _denoised, _losses, _run
 from lrsjax.pipelines._config import Sections, jsonable, key_streams
 from lrsjax.pipelines._method import Item, Method, Model
 
 DATASETS = ("synthetic", "cifar10", "folder")
 TRAIN_NOISES = ("matched", "none")
 # Named random streams of the job seed: training data, test data, the ResNet trained with
-# TRAIN_NOISES[i] (fold 10 + i), image i's certification (fold 1000 + i).
-STREAMS = {"train_data": 1, "test_data": 2, "training": 10, "items": 1000}
+# TRAIN_NOISES[i] (fold 10 + i), the denoiser trained with DENOISER_LOSSES[i] (fold 20 + i),
+# image i's certification (fold 1000 + i).
+STREAMS = {"train_data": 1, "test_data": 2, "training": 10, "denoiser": 20, "items": 1000}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,14 +110,17 @@ class ClassificationJob(Sections):
     one config.json key under its flat name (`job.n0 == job.sampling.n0`, see `Sections`).
 
     Sections: `data` (`Data`), `resnet` (`ResNetSettings`), `training` (`Training`), `losses`
-    (`LossSettings`), `smoothing` (`Smoothing`), `sampling` (`Sampling`), `budget` (`Budget`).
-    Run: `seed`, `out_dir`, `overwrite`.
+    (`LossSettings`), `denoising` (`DenoiserSettings`), `smoothing` (`Smoothing`), `sampling`
+    (`Sampling`), `budget` (`Budget`). Run: `seed`, `out_dir`, `overwrite`.
     """
 
     data: Data = dataclasses.field(default_factory=Data)
     resnet: ResNetSettings = dataclasses.field(default_factory=ResNetSettings)
     training: Training = dataclasses.field(default_factory=Training)
     losses: _losses.LossSettings = dataclasses.field(default_factory=_losses.LossSettings)
+    denoising: _denoised.DenoiserSettings = dataclasses.field(
+        default_factory=_denoised.DenoiserSettings
+    )
     smoothing: Smoothing = dataclasses.field(default_factory=Smoothing)
     sampling: Sampling = dataclasses.field(default_factory=Sampling)
     budget: Budget = dataclasses.field(default_factory=Budget)
@@ -141,6 +145,7 @@ class ClassificationJob(Sections):
         _losses.check(
             self, has_noise=self.train_noise == "matched", fix="Pass --train_noise=matched"
         )
+        _denoised.check(self)
         for name in ("num_train_images", "num_images", "width", "num_stages", "blocks_per_stage"):
             _checks.positive_int(name, getattr(self, name))
         for name in ("train_steps", "train_batch_size", "n0", "n", "batch_size", "budget_steps"):
@@ -213,6 +218,7 @@ def run_config(job: ClassificationJob) -> dict:
     setting but `out_dir` and `overwrite`, and the loss settings only when `loss` is not "noise"
     (so a run started before they existed resumes)."""
     drop = ("out_dir", "overwrite") + (_losses.LOSS_SETTINGS if job.loss == "noise" else ())
+    drop += () if job.denoiser else _denoised.DENOISER_SETTINGS
     return {"task": "image", "job": "classification", **jsonable(job, drop=drop)}
 
 
@@ -267,11 +273,12 @@ def train_model(job: ClassificationJob, path, log=_progress.write, progress=True
 
 
 def get_model(job: ClassificationJob, log=_progress.write, progress=True):
-    """The classifier to certify: the checkpoint, a saved one trained with the job's settings, or
-    a newly trained one (a saved one trained otherwise: ValueError, or retrained with
-    `overwrite`)."""
-    if job.checkpoint:
-        model, params, _ = training.load_classifier(job.checkpoint)
+    """The classifier to certify (or to put behind the denoiser): the checkpoint (`classifier`
+    with a denoiser), a saved one trained with the job's settings, or a newly trained one (a
+    saved one trained otherwise: ValueError, or retrained with `overwrite`)."""
+    checkpoint = _denoised.classifier_checkpoint(job)
+    if checkpoint:
+        model, params, _ = training.load_classifier(checkpoint)
         return model, params
     path = model_path(job)
     if training.checkpoint_exists(path):
@@ -286,10 +293,30 @@ def get_model(job: ClassificationJob, log=_progress.write, progress=True):
 
 
 def train_models(job: ClassificationJob, log=_progress.write, progress=True) -> list:
-    """Trains (or reuses) the classifier the job certifies; returns its checkpoint path."""
+    """Trains (or reuses) the classifier the job certifies, and with `denoiser` the denoiser in
+    front of it (the frozen classifier then comes from `classifier`, or is the job's own); returns
+    the checkpoint paths of what the job trains or reuses in its out_dir."""
     job = job.validated().replace(checkpoint="", overwrite=False)
-    get_model(job, log, progress)
-    return [model_path(job)]
+    if not job.denoiser:
+        get_model(job, log, progress)
+        return [model_path(job)]
+    job = job.replace(denoiser_checkpoint="")
+    classifier = get_model(job, log, progress)
+    get_denoiser(job, classifier, log=log, progress=progress)
+    own = [] if _denoised.classifier_checkpoint(job) else [model_path(job)]
+    return [*own, _denoised.denoiser_path(job)]
+
+
+def get_denoiser(job: ClassificationJob, classifier, log=_progress.write, progress=True):
+    """The job's denoiser (`_denoised.get_denoiser`) in front of `classifier`."""
+    streams = key_streams(job.seed, STREAMS)
+    index = training.DENOISER_LOSSES.index(job.denoiser_loss)
+    return _denoised.get_denoiser(
+        job, classifier, load_train_data=lambda: load_data(job, "train"),
+        key=streams.key("denoiser", index),
+        classifier_id=_denoised.classifier_checkpoint(job) or str(model_path(job)),
+        log=log, progress=progress,
+    )  # fmt: skip
 
 
 @functools.lru_cache(maxsize=32)
@@ -316,20 +343,29 @@ def methods(job: ClassificationJob) -> list[Method]:
         return single_output_noise(x.shape, job.sigma)
 
     options = dict(n0=job.n0, n=job.n, alpha=job.alpha, batch_size=job.batch_size)
+    extra = {"sigma": job.sigma, "n0": job.n0, "n": job.n}
+    if job.denoiser:
+        extra["denoiser"] = _denoised.describe(job)
     return [
         Method(
             "cohen_gaussian", "gaussian", gaussian, job.budgets, options, job.n0 + job.n,
-            radius_sum=True, extra={"sigma": job.sigma, "n0": job.n0, "n": job.n},
+            radius_sum=True, extra=extra,
         )
     ]  # fmt: skip
 
 
-def run(job: ClassificationJob, log=_progress.write, progress=True) -> pathlib.Path:
+def run(
+    job: ClassificationJob, log=_progress.write, progress=True, *, overlap: bool | None = None
+) -> pathlib.Path:
     """Runs (or resumes) the classification job; returns the run directory.
 
     One resumable item per test image (`img<index>`); the summary pools them (see the module
     docstring). `progress`: bars on stderr for training and the images, drawn on a terminal (see
     `lrsjax._progress`); `log` gets one line per image where no bar is drawn, and the summary.
+    `overlap`: run the host work of an image (collective certificate, writing) while the
+    devices sample the next one (same files; None: on accelerators, off on the CPU). Under
+    `jax.distributed` (`initialize_distributed`) this process certifies its share of the images
+    (see `certify_items`).
     """
     job = job.validated()
     run_dir = results.RunDir.start(
@@ -364,14 +400,20 @@ def run(job: ClassificationJob, log=_progress.write, progress=True) -> pathlib.P
     def prepare() -> _run.Plan:
         model, params = get_model(job, log=log, progress=progress)
         if model.num_classes != test.num_classes:
+            name = "classifier" if job.classifier else "checkpoint"
             _checks.fail(
-                "checkpoint", job.checkpoint or str(model_path(job)),
+                name, _denoised.classifier_checkpoint(job) or str(model_path(job)),
                 f"must classify {test.num_classes} classes (the test data's); its model has "
                 f"{model.num_classes}", "Pass a checkpoint trained on this data set.",
             )  # fmt: skip
-        apply_fn = _one_output(models.classifier_apply_fn(model))
-        return _run.Plan(methods(job), [Model(apply_fn, params)], load_item)
+        if job.denoiser:
+            denoiser = get_denoiser(job, (model, params), log=log, progress=progress)
+            apply_fn, params = _denoised.base_model((model, params), denoiser)
+        else:
+            apply_fn = models.classifier_apply_fn(model)
+        return _run.Plan(methods(job), [Model(_one_output(apply_fn), params)], load_item)
 
     return _run.certify_items(
-        run_dir, item_ids, prepare, task="image", budget_kind="l2", log=log, progress=progress
-    )
+        run_dir, item_ids, prepare, task="image", budget_kind="l2", log=log, progress=progress,
+        overlap=overlap,
+    )  # fmt: skip

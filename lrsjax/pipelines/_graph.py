@@ -315,13 +315,17 @@ def methods(job: GraphJob, graph: data.Graph, cluster_ids) -> list[Method]:
     ]  # fmt: skip
 
 
-def run(job: GraphJob, log=_progress.write, progress=True) -> pathlib.Path:
+def run(
+    job: GraphJob, log=_progress.write, progress=True, *, overlap: bool | None = None
+) -> pathlib.Path:
     """Runs (or resumes) the node-classification job; returns the run directory.
 
     `progress`: bars on stderr for training, for the job's stages and for each method's sampling
     (samples/s without compilation, compile seconds), drawn on a terminal (see
     `lrsjax._progress`); where no bar is drawn, `log` gets one line per stage instead. `log` also
     gets the summary table at the end.
+    `overlap`: as in `certify_items` (the job has one item: nothing to overlap). Under
+    `jax.distributed` the graph is certified by process 0 (see `certify_items`).
     """
     job = job.validated()
     run_dir = results.RunDir.start(
@@ -363,5 +367,5 @@ def run(job: GraphJob, log=_progress.write, progress=True) -> pathlib.Path:
 
     return _run.certify_items(
         run_dir, [item_id], prepare, task="graph", budget_kind="binary", log=log,
-        progress=progress, stage_bar=True, outputs="test nodes",
+        progress=progress, stage_bar=True, unit="graph", outputs="test nodes", overlap=overlap,
     )  # fmt: skip

@@ -95,6 +95,8 @@ class Method(NamedTuple):
     radius_sum: record `certified_radius_sum` (sum of the radii of correct outputs).
     arrays: which of "prediction", "abstain", "radius" to store.
     extra: the naive record's free-form extra.
+    run: None (certify with `lrsjax.certify`, as above), or a function with `run_method`'s
+      signature that certifies the item its own way (e.g. center smoothing).
     """
 
     name: str
@@ -109,6 +111,7 @@ class Method(NamedTuple):
     radius_sum: bool = False
     arrays: tuple = ("prediction", "abstain", "radius")
     extra: Mapping | None = None
+    run: Callable | None = None
 
 
 class MethodResult(NamedTuple):
@@ -122,10 +125,19 @@ class MethodResult(NamedTuple):
 
 def stage_names(method: Method) -> tuple:
     """The progress stages `run_method` goes through for `method`."""
-    names = (f"sample {method.stage}",)
+    return sampling_stage_names(method) + host_stage_names(method)
+
+
+def sampling_stage_names(method: Method) -> tuple:
+    """The stages of `sample_method` (the device part of `run_method`)."""
+    return (f"sample {method.stage}",)
+
+
+def host_stage_names(method: Method) -> tuple:
+    """The stages of `finish_method` (the host part of `run_method`)."""
     if method.collective is not None:
-        names += ("collective (all)", "collective (correct)")
-    return names
+        return ("collective (all)", "collective (correct)")
+    return ()
 
 
 def timing_prefix(method: Method) -> str:
@@ -139,6 +151,16 @@ def _counts(certified: np.ndarray, correct: np.ndarray, evaluated: np.ndarray):
     return certified.sum(0).tolist(), (certified & correct[:, None]).sum(0).tolist()
 
 
+class Sampled(NamedTuple):
+    """The device part of one method on one item: `cert` (the `lrsjax.Certificate`) and the
+    sampling `timings` ({name: seconds}); or, for a method that certifies the item its own way
+    in one call (a `run` attribute with `run_method`'s signature), its finished `result`."""
+
+    cert: Any
+    timings: dict
+    result: MethodResult | None = None
+
+
 def run_method(
     method: Method, key, item: Item, model: Model, *, primary: bool = False, stages=None
 ) -> MethodResult:
@@ -147,11 +169,25 @@ def run_method(
     `primary`: the item's own method (its prediction is the item's; arrays stored under their
     names); other methods record their own metrics and store arrays as "<name>__<method name>".
     `stages`: a `_common.Stages` to advance through `stage_names(method)` (None: silent).
+    It is `finish_method(sample_method(...))`: the sampling, then the host work.
     """
+    if method.run is not None:
+        return method.run(method, key, item, model, primary=primary, stages=stages)
     if stages is None:
         stages = _common.Stages(stage_names(method), desc=method.stage, enabled=False)
+    sampled = sample_method(method, key, item, model, stages=stages)
+    return finish_method(method, sampled, item, primary=primary, stages=stages)
+
+
+def sample_method(method: Method, key, item: Item, model: Model, *, stages=None) -> Sampled:
+    """The device part of `run_method`: one `lrsjax.certify` call of `method` on `item` with
+    `key` (sampling, then its float64 bounds); returns the certificate and its timings.
+
+    `stages`: a `_common.Stages` to advance through `sampling_stage_names(method)` (None: silent).
+    """
+    if stages is None:
+        stages = _common.Stages(sampling_stage_names(method), desc=method.stage, enabled=False)
     noise = method.noise(item.x) if callable(method.noise) else method.noise
-    budgets = method.budgets
     timings = {}
     with stages.stage(f"sample {method.stage}", method.samples) as stage:
         start = time.perf_counter()
@@ -161,6 +197,25 @@ def run_method(
         )  # fmt: skip
         timings[f"{timing_prefix(method)}_sampling_s"] = time.perf_counter() - start
     _sampling_timings(timings, timing_prefix(method), stage.certify_timings)
+    return Sampled(cert, timings)
+
+
+def finish_method(
+    method: Method, sampled: Sampled, item: Item, *, primary: bool = False, stages=None
+) -> MethodResult:
+    """The host part of `run_method`: the naive record, the optional collective certificates
+    (LP/MILP) and the stored arrays of `method` on `item` from its `sample_method` result.
+
+    Pure host work (numpy, OR-Tools): it may run on a worker thread while the devices sample the
+    next item. `primary` as in `run_method`; `stages`: a `_common.Stages` to advance through
+    `host_stage_names(method)` (None: silent).
+    """
+    if sampled.result is not None:  # certified its own way in `sample`: nothing left to do
+        return sampled.result
+    if stages is None:
+        stages = _common.Stages(host_stage_names(method), desc=method.stage, enabled=False)
+    cert, timings = sampled.cert, dict(sampled.timings)
+    budgets = method.budgets
     evaluated, labels = item.evaluated, item.labels
     correct = evaluated & ~cert.abstain & (cert.prediction == labels)
 

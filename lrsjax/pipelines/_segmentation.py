@@ -1,14 +1,16 @@
 """The segmentation job: train (or reuse) models, certify images, write resumable results.
 
-Every image is certified by localized smoothing and two isotropic baselines (`methods`):
+Every image is certified by localized smoothing and the chosen baselines (`methods`):
   * localized smoothing on an `I x J` grid (Schuchardt et al., 2023; docs/math.md): per-pixel base
     certificates, the naive certificate and the collective certificate (LP relaxation by default,
     or hull/MILP);
-  * the isotropic baseline at equal forward passes (SegCertify, Fischer et al., 2021: one Gaussian
-    of std `sigma`, `K * n0` selection and `K * n` estimation samples, the forward passes of the
-    `K` localized groups), "isotropic_naive";
-  * the same baseline at equal samples per distribution (`n0` and `n`, the paper's comparison),
-    "isotropic_equal_samples".
+  * the isotropic baseline (SegCertify, Fischer et al., 2021: one Gaussian of std `sigma`, `K * n0`
+    selection and `K * n` estimation samples, the forward passes of the `K` localized groups);
+  * the same isotropic baseline at equal samples per distribution (`n0` and `n`, the paper's
+    comparison, K times fewer forward passes), "isotropic_equal_samples";
+  * the center-smoothing baseline (Kumar & Goldstein, 2021: the same Gaussian and forward passes,
+    `K * n0` samples for the center and `K * n` for its output radius), on the isotropic model.
+`baselines` picks the baselines.
 `lrsjax.pipelines._run.certify_items` writes one JSON + NPZ per image to a `lrsjax.results.RunDir`;
 a rerun of the same job resumes and never recomputes a finished image.
 """
@@ -23,11 +25,13 @@ import numpy as np
 
 from lrsjax import _checks, _progress, collective, data, models, noise, results, training
 from lrsjax.pipelines import _common, _losses, _run
+from lrsjax.pipelines._center import run_center
 from lrsjax.pipelines._config import Sections, jsonable, key_streams
 from lrsjax.pipelines._method import Collective, Item, Method, Model
 
 DATASETS = ("synthetic", "pascal_voc", "cityscapes")
 TRAIN_NOISES = ("matched", "isotropic", "localized", "none")
+BASELINES = ("isotropic", "isotropic_equal_samples", "center_smoothing")
 # Named random streams of the job seed: training image data, test images, the U-Net trained with
 # TRAIN_NOISES[i] (fold 10 + i), image i's certification (fold 1000 + i).
 STREAMS = {"train_data": 1, "test_data": 2, "training": 10, "items": 1000}
@@ -76,7 +80,8 @@ class Training:
 @dataclasses.dataclass(frozen=True)
 class Smoothing:
     """Localized: `grid` (I, J), `std_min`, `std_max`, `interpolate`, `max_std_at_boundary`,
-    `mask_distance` (0 = none); isotropic baseline: `sigma`."""
+    `mask_distance` (0 = none); isotropic and center-smoothing baselines: `sigma`; `baselines`:
+    a comma-separated list of BASELINES (empty: localized smoothing only)."""
 
     grid: tuple = (3, 3)
     std_min: float = 0.15
@@ -85,6 +90,21 @@ class Smoothing:
     max_std_at_boundary: bool = False
     mask_distance: int = 0
     sigma: float = 0.25
+    baselines: str = "isotropic,isotropic_equal_samples,center_smoothing"
+
+
+def baseline_names(text: str) -> tuple:
+    """The baselines of a comma-separated list (each of BASELINES at most once, in order)."""
+    names = tuple(part.strip() for part in str(text).split(",") if part.strip())
+    for name in names:
+        if name not in BASELINES:
+            _checks.fail(
+                "baselines", text, f"must list names from {BASELINES}, separated by commas",
+                "E.g. --baselines=isotropic,center_smoothing (or an empty string for none).",
+            )  # fmt: skip
+    if len(set(names)) != len(names):
+        _checks.fail("baselines", text, "must name each baseline once", "Drop the repeats.")
+    return names
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,6 +183,7 @@ class SegmentationJob(Sections):
             )  # fmt: skip
         _checks.one_of("train_noise", self.train_noise, TRAIN_NOISES)
         _losses.check(self, has_noise=self.train_noise != "none", fix="Pass --train_noise=matched")
+        baseline_names(self.baselines)
         _checks.one_of("correction", self.correction, ("bonferroni", "rank_levels", "holm"))
         _checks.one_of("mode", self.mode, collective.MODES)
         _checks.one_of("interpolate", self.interpolate, ("std", "variance"))
@@ -351,8 +372,9 @@ def get_model(job: SegmentationJob, smoothing: str, log=_progress.write, progres
 
 
 def methods(job: SegmentationJob) -> list[Method]:
-    """Localized smoothing (naive and collective) and the isotropic baseline at equal forward
-    passes (K groups: the baseline draws K times n0 and n)."""
+    """Localized smoothing (naive and collective) and the chosen baselines (`job.baselines`) at
+    equal forward passes (K groups: a baseline draws K times n0 and n), except
+    "isotropic_equal_samples" (n0 and n: equal samples per distribution)."""
     budgets, k = job.budgets, job.num_groups
     sampling = dict(
         alpha=job.alpha, batch_size=job.batch_size, correction=job.correction,
@@ -378,25 +400,58 @@ def methods(job: SegmentationJob) -> list[Method]:
         time_limit_s=job.time_limit_s or None, extra={"num_bins": job.num_bins},
     )  # fmt: skip
     samples = k * (job.n0 + job.n)
+    chosen = {
+        "isotropic": Method(
+            "isotropic_naive",
+            "isotropic",
+            isotropic,
+            budgets,
+            dict(n0=k * job.n0, n=k * job.n, **sampling),
+            samples,
+            radius_sum=True,
+            extra={"sigma": job.sigma, "n0": k * job.n0, "n": k * job.n},
+        ),
+        # The paper's comparison (Schuchardt et al., 2023, Sec. 6): as many samples as ONE
+        # localized distribution gets, so K times fewer forward passes than localized smoothing.
+        "isotropic_equal_samples": Method(
+            "isotropic_equal_samples",
+            "isotropic equal samples",
+            isotropic,
+            budgets,
+            dict(n0=job.n0, n=job.n, **sampling),
+            job.n0 + job.n,
+            radius_sum=True,
+            extra={
+                "sigma": job.sigma,
+                "n0": job.n0,
+                "n": job.n,
+                "baseline": "equal samples per distribution",
+            },
+        ),
+        "center_smoothing": Method(
+            "center_smoothing",
+            "center smoothing",
+            isotropic,
+            budgets,
+            dict(n0=k * job.n0, n=k * job.n, alpha=job.alpha, batch_size=job.batch_size),
+            samples,
+            arrays=("prediction", "abstain"),
+            run=run_center,
+            extra={
+                "sigma": job.sigma,
+                "n0": k * job.n0,
+                "n": k * job.n,
+                "delta": 0.05,
+                "beta": 2.0,
+            },
+        ),
+    }
     return [
         Method(
             "localized_naive", "localized", localized, budgets,
             dict(n0=job.n0, n=job.n, **sampling), samples, collective=step, radius_sum=True,
         ),
-        Method(
-            "isotropic_naive", "isotropic", isotropic, budgets,
-            dict(n0=k * job.n0, n=k * job.n, **sampling), samples, radius_sum=True,
-            extra={"sigma": job.sigma, "n0": k * job.n0, "n": k * job.n,
-                   "baseline": "equal forward passes"},
-        ),
-        # The paper's comparison (Schuchardt et al., 2023, Sec. 6): as many samples as ONE
-        # localized distribution gets, so K times fewer forward passes than localized smoothing.
-        Method(
-            "isotropic_equal_samples", "isotropic equal samples", isotropic, budgets,
-            dict(n0=job.n0, n=job.n, **sampling), job.n0 + job.n, radius_sum=True,
-            extra={"sigma": job.sigma, "n0": job.n0, "n": job.n,
-                   "baseline": "equal samples per distribution"},
-        ),
+        *(chosen[name] for name in baseline_names(job.baselines)),
     ]  # fmt: skip
 
 
@@ -406,12 +461,18 @@ def _run_drop(job: SegmentationJob) -> tuple:
     return ("out_dir", "overwrite") + (_losses.LOSS_SETTINGS if job.loss == "noise" else ())
 
 
-def run(job: SegmentationJob, log=_progress.write, progress=True) -> pathlib.Path:
+def run(
+    job: SegmentationJob, log=_progress.write, progress=True, *, overlap: bool | None = None
+) -> pathlib.Path:
     """Runs (or resumes) the segmentation job; returns the run directory.
 
     `progress`: bars on stderr for training and for the images (samples/s without compilation,
     compile seconds, ETA), drawn on a terminal (see `lrsjax._progress`); where no bar is drawn,
     `log` gets one line per image instead. `log` also gets the summary table at the end.
+    `overlap`: run the host work of an image (collective certificate, writing) while the
+    devices sample the next one (same files; None: on accelerators, off on the CPU). Under
+    `jax.distributed` (`initialize_distributed`) this process certifies its share of the images
+    (see `certify_items`).
     """
     job = job.validated()
     run_dir = results.RunDir.start(
@@ -446,9 +507,11 @@ def run(job: SegmentationJob, log=_progress.write, progress=True) -> pathlib.Pat
     def prepare() -> _run.Plan:
         pairs = [get_model(job, s, log=log, progress=progress) for s in ("localized", "isotropic")]
         apply = [Model(models.segmentation_apply_fn(model), params) for model, params in pairs]
-        apply.append(apply[1])  # the equal-samples baseline certifies the isotropic model too
-        return _run.Plan(methods(job), apply, load_item)
+        # localized smoothing certifies the localized model, every baseline the isotropic one
+        chosen = methods(job)
+        return _run.Plan(chosen, apply[:1] + apply[1:] * (len(chosen) - 1), load_item)
 
     return _run.certify_items(
-        run_dir, item_ids, prepare, task="image", budget_kind="l2", log=log, progress=progress
-    )
+        run_dir, item_ids, prepare, task="image", budget_kind="l2", log=log, progress=progress,
+        overlap=overlap,
+    )  # fmt: skip

@@ -20,7 +20,8 @@ config.json:
   seeds           dict, named seeds (ints or lists of ints)
   versions        dict: lrsjax, jax, jaxlib, flax, optax, ortools, numpy, scipy, python
                   (str, or null where a package is missing)
-  devices         list of {id, platform, device_kind, process_index} from jax.devices()
+  devices         list of {id, platform, device_kind, process_index} from jax.devices() (in a
+                  multi-process run, the devices of every process)
   created_utc     ISO 8601 time of the first start
   A run is identified by (schema_version, task, config, seeds): `RunDir.start` with the same
   identity resumes, with a different one it fails (unless `overwrite=True`, which deletes the
@@ -687,6 +688,7 @@ class RunDir:
                     "Rerun with the same configuration to resume, pass --overwrite to delete the "
                     "old results, or choose another output directory."
                 )
+            _refuse_delete_with_other_processes(run.path)
             run._delete_results()
         elif run._result_files():
             if not keep:
@@ -694,6 +696,7 @@ class RunDir:
                     f"{run.path} holds result files but no config.json, so it cannot be resumed "
                     "safely. Pass --overwrite to delete them, or choose another directory."
                 )
+            _refuse_delete_with_other_processes(run.path)
             run._delete_results()
         env = collect_environment() if environment is None else environment
         content = {
@@ -921,6 +924,20 @@ class RunDir:
         for name in (f"{item_id}.json", f"{item_id}.npz"):
             for tmp in self.items_dir.glob(f".{glob_escape(name)}.*.tmp"):
                 tmp.unlink(missing_ok=True)
+
+
+def _refuse_delete_with_other_processes(path) -> None:
+    """Raises ValueError in a multi-process JAX run: one process deleting results could delete
+    items that another process has just written into the same directory."""
+    import jax
+
+    if jax.process_count() > 1:
+        raise ValueError(
+            f"{path} holds results of another run, and deleting them (--overwrite) in a run of "
+            f"{jax.process_count()} processes could delete items the other processes write. "
+            "Delete the directory (or run once with --overwrite in one process) first, then "
+            "start the processes without --overwrite."
+        )
 
 
 def _write_npz(path, arrays: dict) -> None:

@@ -16,6 +16,7 @@ from lrsjax.sampling._kernels import (
     make_counter,
     raise_on_nonfinite,
 )
+from lrsjax.sampling._outputs import OutputSample, make_output_sampler
 
 __all__ = [
     "INPUT_FORMATS",
@@ -23,6 +24,7 @@ __all__ = [
     "CompileClock",
     "Counts",
     "Kernel",
+    "OutputSample",
     "add_counts",
     "check_batch_memory",
     "check_histogram_bins",
@@ -31,5 +33,6 @@ __all__ = [
     "default_addition_capacity",
     "kernel",
     "make_counter",
+    "make_output_sampler",
     "raise_on_nonfinite",
 ]

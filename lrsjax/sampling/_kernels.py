@@ -88,33 +88,53 @@ class _Static(NamedTuple):
     devices: tuple
 
 
-def _batch_step(static: _Static, key, b, params, x, valid, arrays, target, active, carry):
-    """Batch `b` of `batch_size` samples for every active group."""
-    batch_size = static.batch_size
-    group, per_group, common = arrays
-    if static.per_example:  # one example at a time (a loop), e.g. for scatter-heavy models on CPU
+def batched_model(static: _Static) -> Callable:
+    """`model(params, batch) -> outputs [B, ...]`: `apply_fn` vmapped over the batch, or looped
+    one example at a time with `per_example` (scatter-heavy models on CPU)."""
+    if static.per_example:
 
         def model(params, batch):
             return lax.map(lambda example: static.apply_fn(params, example), batch)
 
-    else:
-        model = jax.vmap(static.apply_fn, in_axes=(None, 0))
-    if static.draw is not None:  # one draw per batch serves every group
-        shared = static.draw(static.noise_config, jax.random.fold_in(key, b), x, batch_size)
+        return model
+    return jax.vmap(static.apply_fn, in_axes=(None, 0))
+
+
+def shared_draw(static: _Static, key, b, x):
+    """The noise draw that batch `b` shares among all groups (`Prepared.draw`), or None."""
+    if static.draw is None:
+        return None
+    return static.draw(static.noise_config, jax.random.fold_in(key, b), x, static.batch_size)
+
+
+def noisy_batch(static: _Static, key, b, k, x, shared, per_group, common):
+    """The noisy inputs `[batch_size, ...]` of batch `b`, group `k`, and the overflow flags [B].
+
+    From the shared draw when the noise has one (`shared_draw`); otherwise one key per (batch,
+    group), `fold_in(key, b * K + k)`, split into one key per sample. Every kernel that draws noise
+    for a stage draws it here, so the same key gives the same noisy inputs in all of them.
+    """
+    params_k = jax.tree.map(lambda leaf: leaf[k], per_group)
+    if shared is not None:
+        noisy = static.apply_noise(static.noise_config, shared, x, params_k, common)
+        return noisy, jnp.zeros((static.batch_size,), bool)
+    keys = jax.random.split(jax.random.fold_in(key, b * static.num_groups + k), static.batch_size)
+    return jax.vmap(static.sample, in_axes=(None, 0, None, None, None))(
+        static.noise_config, keys, x, params_k, common
+    )
+
+
+def _batch_step(static: _Static, key, b, params, x, valid, arrays, target, active, carry):
+    """Batch `b` of `batch_size` samples for every active group."""
+    group, per_group, common = arrays
+    model = batched_model(static)
+    shared = shared_draw(static, key, b, x)
 
     def group_step(k, carry):
         counts, overflow, bad_samples, bad_outputs = carry
         group_mask = (group == k) & active[k]
-        params_k = jax.tree.map(lambda leaf: leaf[k], per_group)
-        if static.draw is not None:
-            noisy = static.apply_noise(static.noise_config, shared, x, params_k, common)
-        else:
-            # one key per (batch, group): fold_in(key, b * K + k), then one key per sample
-            keys = jax.random.split(jax.random.fold_in(key, b * static.num_groups + k), batch_size)
-            noisy, over = jax.vmap(static.sample, in_axes=(None, 0, None, None, None))(
-                static.noise_config, keys, x, params_k, common
-            )
-            overflow = overflow | jnp.any(over & valid)
+        noisy, over = noisy_batch(static, key, b, k, x, shared, per_group, common)
+        overflow = overflow | jnp.any(over & valid)
         logits = model(params, noisy)
         counts = static.accumulate(
             static.estimator_config, counts, logits, valid, group_mask, target
@@ -221,7 +241,7 @@ def kernel(
 
     No validation of `x`, the model or the memory: `make_counter` and `lrsjax.certify` do that.
     """
-    devices = tuple(jax.devices()) if devices is None else tuple(devices)
+    devices = tuple(jax.local_devices()) if devices is None else tuple(devices)
     static = _Static(
         apply_fn=apply_fn,
         sample=prepared.sample,
@@ -301,7 +321,7 @@ def make_counter(
       num_cols: Bernoulli only: F, the number of attributes per node.
       addition_capacity: sparse Bernoulli only: slots for added bits per sample; default from a
         Poisson tail bound (overflow probability < 1e-12 per sample). Overflow is detected.
-      devices: devices to spread the batches over (default `jax.devices()`); the counts do not
+      devices: devices to spread the batches over (default `jax.local_devices()`); the counts do not
         depend on it.
       per_example: apply the model to one example at a time (`lax.map`) instead of vmapping it over
         the batch. Same counts; faster on CPU for models built on scatters (sparse GNN layers),
@@ -322,9 +342,11 @@ def make_counter(
     num_classes = _checks.positive_int("num_classes", num_classes)
     num_bins = check_histogram_bins(num_bins)
     estimator = _mode_estimator(mode, num_bins)
-    devices = tuple(jax.devices()) if devices is None else tuple(devices)
+    devices = tuple(jax.local_devices()) if devices is None else tuple(devices)
     if not devices:
-        _checks.fail("devices", devices, "must not be empty", "Pass None to use jax.devices().")
+        _checks.fail(
+            "devices", devices, "must not be empty", "Pass None to use jax.local_devices()."
+        )
     _checks.one_of("input_format", input_format, INPUT_FORMATS)
     if _binary(noise) and num_cols is None:
         _checks.fail("num_cols", num_cols, "is required for Bernoulli smoothing", "Pass F.")
