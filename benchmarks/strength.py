@@ -138,7 +138,7 @@ CONFIGS = {
             time_limit_s=2.0,
         ),
     ),  # fmt: skip
-    # The paper's Pascal VOC sizes (Schuchardt et al., 2023, Sec. 6): 166 x 250 images, 3 x 5 grid,
+    # The paper's Pascal VOC sizes (Schuchardt et al., 2023): 166 x 250 images, 3 x 5 grid,
     # 820 + 10,240 samples per cell; for a GPU.
     "pascal": (
         SegConfig(

@@ -1,7 +1,7 @@
 """A strictly local segmentation model: a stack of (dilated) convolutions, no pooling, no norm.
 
 Localized smoothing gains most when an output cannot see far inputs at all (Schuchardt et al.,
-2023, Sec. 5, "strictly local models"). A U-Net is only softly local: its pooling path and its
+2023, "strictly local models"). A U-Net is only softly local: its pooling path and its
 GroupNorm (statistics over the whole image) let every pixel's logits depend on every input.
 `LocalCNN` has none of these: its logits at pixel (r, c) depend only on the inputs in the square
 window of half-width `receptive_radius` around (r, c) (zero padding outside the image is a

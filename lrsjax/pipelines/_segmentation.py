@@ -411,7 +411,7 @@ def methods(job: SegmentationJob) -> list[Method]:
             radius_sum=True,
             extra={"sigma": job.sigma, "n0": k * job.n0, "n": k * job.n},
         ),
-        # The paper's comparison (Schuchardt et al., 2023, Sec. 6): as many samples as ONE
+        # The paper's comparison (Schuchardt et al., 2023): as many samples as ONE
         # localized distribution gets, so K times fewer forward passes than localized smoothing.
         "isotropic_equal_samples": Method(
             "isotropic_equal_samples",
