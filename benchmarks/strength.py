@@ -602,7 +602,10 @@ def _plot_graphs(plt, records: list[dict], figure_dir: pathlib.Path) -> list[pat
             budgets = [tuple(b) for b in rec["budgets"]]
             for name, c in rec["certificates"].items():
                 tm = "->".join(f"{t:g}" for t in sorted(set(rec["theta_minus"])))
-                label = f"{name} (theta- {tm}, n={rec['n']})"
+                groups = rec["forward_passes"] // rec["samples_per_group"]
+                n = f"n={rec['n']} per cluster" if rec["kind"] == "localized" else (
+                    f"n={groups * rec['n']}")  # fmt: skip
+                label = f"{name} (theta- {tm}, {n})"
                 style = "-" if c["mode"] == "milp" else "--"
                 for j, axis in enumerate((1, 0)):
                     pts = sorted((b[axis], a) for b, a in zip(budgets, c["certified_accuracy"])
