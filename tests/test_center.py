@@ -174,7 +174,7 @@ def test_segmentation_job_baselines():
 
     job = SegmentationJob.tiny()
     assert [m.name for m in methods(job)] == [
-        "localized_naive", "isotropic_naive", "center_smoothing",
+        "localized_naive", "isotropic_naive", "isotropic_equal_samples", "center_smoothing",
     ]  # fmt: skip
     assert [m.name for m in methods(job.replace(baselines=""))] == ["localized_naive"]
     only = methods(job.replace(baselines="center_smoothing"))

@@ -45,6 +45,10 @@ def test_segmentation_job_resumes_and_agrees(tmp_path, monkeypatch, capsys):
     # and the collective certificate is at least the naive one (same base certificates).
     methods = record["methods"]
     assert {"localized_lp", "localized_naive", "isotropic_naive"} <= set(methods)
+    # Both isotropic baselines: equal forward passes (K x n) and equal samples per distribution.
+    k = job.num_groups
+    assert methods["isotropic_naive"]["extra"]["n"] == k * job.n
+    assert methods["isotropic_equal_samples"]["extra"]["n"] == job.n
     for method in methods.values():
         counts = np.array(method["num_certified"])
         assert np.all(np.diff(counts) <= 0)

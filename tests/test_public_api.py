@@ -56,7 +56,7 @@ PUBLIC = {
         "resnet_from_config",
         "DnCNN", "compose", "denoiser_apply_fn", "dncnn_config", "dncnn_from_config",
         "init_denoiser_params",
-        "APPNP", "GCN", "SparseDense", "UNet", "check_graph_model", "gnn_config",
+        "APPNP", "GCN", "LocalCNN", "SparseDense", "UNet", "check_graph_model", "gnn_config",
         "gnn_from_config", "graph_apply_fn", "graph_to_jraph", "init_graph_model",
         "init_segmentation_params", "segmentation_apply_fn", "unet_config", "unet_from_config",
     },

@@ -77,7 +77,8 @@ _HELP = {
     "sigma": "Std of the isotropic baseline (segmentation); of the Gaussian smoothing and its "
     "matched training noise (classification).",
     "baselines": "Segmentation baselines beside localized smoothing, comma-separated: isotropic "
-    "(SegCertify-style naive) | center_smoothing (Kumar & Goldstein 2021); empty for none.",
+    "(SegCertify-style naive, equal forward passes) | isotropic_equal_samples (the same with n0 "
+    "and n, the paper's comparison) | center_smoothing (Kumar & Goldstein 2021); empty for none.",
     "n0": "Selection samples per smoothing group (baselines get groups x as many).",
     "n": "Estimation samples per smoothing group (baselines get groups x as many).",
     "alpha": "Family-wise error probability of all certificates of one input.",

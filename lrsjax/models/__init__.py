@@ -1,5 +1,5 @@
-"""Flax models: U-Net for segmentation, a small ResNet for image classification, a DnCNN denoiser
-for denoised smoothing, GCN/APPNP over jraph graphs."""
+"""Flax models: U-Net and a strictly local CNN for segmentation, a small ResNet for image
+classification, a DnCNN denoiser for denoised smoothing, GCN/APPNP over jraph graphs."""
 
 from lrsjax.models._dncnn import (
     DnCNN,
@@ -20,6 +20,7 @@ from lrsjax.models._gnn import (
 )
 from lrsjax.models._gnn import model_config as gnn_config
 from lrsjax.models._gnn import model_from_config as gnn_from_config
+from lrsjax.models._local import LocalCNN
 from lrsjax.models._resnet import (
     ResNet,
     classifier_apply_fn,
@@ -49,6 +50,7 @@ __all__ = [
     "resnet_from_config",
     "APPNP",
     "GCN",
+    "LocalCNN",
     "SparseDense",
     "UNet",
     "check_graph_model",

@@ -1,11 +1,13 @@
 """The segmentation job: train (or reuse) models, certify images, write resumable results.
 
-Every image is certified by two methods at equal numbers of forward passes (`methods`):
+Every image is certified by localized smoothing and the chosen baselines (`methods`):
   * localized smoothing on an `I x J` grid (Schuchardt et al., 2023; docs/math.md): per-pixel base
     certificates, the naive certificate and the collective certificate (LP relaxation by default,
     or hull/MILP);
   * the isotropic baseline (SegCertify, Fischer et al., 2021: one Gaussian of std `sigma`, `K * n0`
     selection and `K * n` estimation samples, the forward passes of the `K` localized groups);
+  * the same isotropic baseline at equal samples per distribution (`n0` and `n`, the paper's
+    comparison, K times fewer forward passes), "isotropic_equal_samples";
   * the center-smoothing baseline (Kumar & Goldstein, 2021: the same Gaussian and forward passes,
     `K * n0` samples for the center and `K * n` for its output radius), on the isotropic model.
 `baselines` picks the baselines.
@@ -29,7 +31,7 @@ from lrsjax.pipelines._method import Collective, Item, Method, Model
 
 DATASETS = ("synthetic", "pascal_voc", "cityscapes")
 TRAIN_NOISES = ("matched", "isotropic", "localized", "none")
-BASELINES = ("isotropic", "center_smoothing")
+BASELINES = ("isotropic", "isotropic_equal_samples", "center_smoothing")
 # Named random streams of the job seed: training image data, test images, the U-Net trained with
 # TRAIN_NOISES[i] (fold 10 + i), image i's certification (fold 1000 + i).
 STREAMS = {"train_data": 1, "test_data": 2, "training": 10, "items": 1000}
@@ -88,7 +90,7 @@ class Smoothing:
     max_std_at_boundary: bool = False
     mask_distance: int = 0
     sigma: float = 0.25
-    baselines: str = "isotropic,center_smoothing"
+    baselines: str = "isotropic,isotropic_equal_samples,center_smoothing"
 
 
 def baseline_names(text: str) -> tuple:
@@ -371,7 +373,8 @@ def get_model(job: SegmentationJob, smoothing: str, log=_progress.write, progres
 
 def methods(job: SegmentationJob) -> list[Method]:
     """Localized smoothing (naive and collective) and the chosen baselines (`job.baselines`) at
-    equal forward passes (K groups: a baseline draws K times n0 and n)."""
+    equal forward passes (K groups: a baseline draws K times n0 and n), except
+    "isotropic_equal_samples" (n0 and n: equal samples per distribution)."""
     budgets, k = job.budgets, job.num_groups
     sampling = dict(
         alpha=job.alpha, batch_size=job.batch_size, correction=job.correction,
@@ -407,6 +410,23 @@ def methods(job: SegmentationJob) -> list[Method]:
             samples,
             radius_sum=True,
             extra={"sigma": job.sigma, "n0": k * job.n0, "n": k * job.n},
+        ),
+        # The paper's comparison (Schuchardt et al., 2023): as many samples as ONE
+        # localized distribution gets, so K times fewer forward passes than localized smoothing.
+        "isotropic_equal_samples": Method(
+            "isotropic_equal_samples",
+            "isotropic equal samples",
+            isotropic,
+            budgets,
+            dict(n0=job.n0, n=job.n, **sampling),
+            job.n0 + job.n,
+            radius_sum=True,
+            extra={
+                "sigma": job.sigma,
+                "n0": job.n0,
+                "n": job.n,
+                "baseline": "equal samples per distribution",
+            },
         ),
         "center_smoothing": Method(
             "center_smoothing",
