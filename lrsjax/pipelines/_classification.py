@@ -135,12 +135,7 @@ class ClassificationJob(Sections):
 
     def validated(self) -> ClassificationJob:
         """Checks every field before anything is loaded, trained or compiled."""
-        _checks.one_of("dataset", self.dataset, DATASETS)
-        if self.dataset != "synthetic" and not self.data_dir:
-            _checks.fail(
-                "data_dir", self.data_dir, f"is required for dataset={self.dataset!r}",
-                "Pass --data_dir=/path/to/the/data set.",
-            )  # fmt: skip
+        _common.check_dataset(self, DATASETS, "Pass --data_dir=/path/to/the/data set.")
         _checks.one_of("train_noise", self.train_noise, TRAIN_NOISES)
         _losses.check(
             self, has_noise=self.train_noise == "matched", fix="Pass --train_noise=matched"

@@ -19,6 +19,16 @@ def safe_id(text: str) -> str:
     return cleaned[:80] or "item"
 
 
+def check_dataset(job, datasets, data_dir_fix: str) -> None:
+    """`job.dataset` is one of `datasets`, and every data set but "synthetic" has a `data_dir`
+    (`data_dir_fix`: the error's fix, e.g. "Pass --data_dir=/path/to/the/data set.")."""
+    _checks.one_of("dataset", job.dataset, datasets)
+    if job.dataset != "synthetic" and not job.data_dir:
+        _checks.fail(
+            "data_dir", job.data_dir, f"is required for dataset={job.dataset!r}", data_dir_fix
+        )
+
+
 def check_budget_range(budget_min, budget_max, budget_steps) -> None:
     if not (np.isfinite(budget_min) and budget_min >= 0):
         _checks.fail("budget_min", budget_min, "must be >= 0", "Budgets are l2 radii.")

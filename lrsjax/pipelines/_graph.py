@@ -142,12 +142,9 @@ class GraphJob(Sections):
         return cls(**{**TINY, **settings})
 
     def validated(self) -> GraphJob:
-        _checks.one_of("dataset", self.dataset, DATASETS)
-        if self.dataset != "synthetic" and not self.data_dir:
-            _checks.fail(
-                "data_dir", self.data_dir, f"is required for dataset={self.dataset!r}",
-                "Pass --data_dir=/path/to/folder (or the .npz file for dataset=npz).",
-            )  # fmt: skip
+        _common.check_dataset(
+            self, DATASETS, "Pass --data_dir=/path/to/folder (or the .npz file for dataset=npz)."
+        )
         _checks.one_of("model", self.model, MODELS)
         _checks.one_of("mode", self.mode, collective.MODES)
         _checks.one_of("budget_grid", self.budget_grid, ("axes", "full"))

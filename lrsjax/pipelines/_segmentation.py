@@ -175,12 +175,7 @@ class SegmentationJob(Sections):
 
     def validated(self) -> SegmentationJob:
         """Checks every field before anything is loaded, trained or compiled."""
-        _checks.one_of("dataset", self.dataset, DATASETS)
-        if self.dataset != "synthetic" and not self.data_dir:
-            _checks.fail(
-                "data_dir", self.data_dir, f"is required for dataset={self.dataset!r}",
-                "Pass --data_dir=/path/to/the/data set root.",
-            )  # fmt: skip
+        _common.check_dataset(self, DATASETS, "Pass --data_dir=/path/to/the/data set root.")
         _checks.one_of("train_noise", self.train_noise, TRAIN_NOISES)
         _losses.check(self, has_noise=self.train_noise != "none", fix="Pass --train_noise=matched")
         baseline_names(self.baselines)

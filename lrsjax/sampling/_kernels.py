@@ -543,16 +543,23 @@ def default_addition_capacity(smoothing: Noise, num_cols: int) -> int:
     return noises.default_addition_capacity(noise, num_cols)
 
 
-def check_logits(apply_fn, params, example, output_shape: tuple, num_classes: int | None) -> int:
-    """Checks the model's logits `[*output_shape, C]`, `C >= 2`, with `jax.eval_shape` (traces,
-    never compiles); with `num_classes` given, also `C == num_classes`. Returns C."""
+def traced_output(apply_fn, params, example):
+    """`jax.eval_shape(apply_fn, params, example)` (traces, never compiles): the shape and dtype
+    of one example's output; a model that fails on the correctly shaped example raises a
+    ValueError saying that apply_fn takes ONE example."""
     try:
-        out = jax.eval_shape(apply_fn, params, example)
+        return jax.eval_shape(apply_fn, params, example)
     except Exception as error:  # the user's model failed on a correctly shaped input
         raise ValueError(
             f"`apply_fn(params, x)` failed on one example input {example}: {error}. "
             "apply_fn must take ONE example (it is vmapped over the batch)."
         ) from error
+
+
+def check_logits(apply_fn, params, example, output_shape: tuple, num_classes: int | None) -> int:
+    """Checks the model's logits `[*output_shape, C]`, `C >= 2`, with `jax.eval_shape` (traces,
+    never compiles); with `num_classes` given, also `C == num_classes`. Returns C."""
+    out = traced_output(apply_fn, params, example)
     shape = getattr(out, "shape", None)
     output_shape = tuple(output_shape)
     if shape is None or len(shape) != len(output_shape) + 1 or tuple(shape[:-1]) != output_shape:

@@ -141,15 +141,9 @@ def make_output_sampler(
 
 def output_shape(apply_fn, params, example, output: str) -> tuple:
     """The shape of one sample's output (`jax.eval_shape`: traces, never compiles)."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            out = jax.eval_shape(apply_fn, params, example)
-    except Exception as error:  # the user's model failed on a correctly shaped input
-        raise ValueError(
-            f"`apply_fn(params, x)` failed on one example input {example}: {error}. "
-            "apply_fn must take ONE example (it is vmapped over the batch)."
-        ) from error
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = _kernels.traced_output(apply_fn, params, example)
     shape = tuple(getattr(out, "shape", ()))
     dtype = getattr(out, "dtype", None)
     if dtype is None or not jnp.issubdtype(dtype, jnp.floating):
